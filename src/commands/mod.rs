@@ -1,0 +1,56 @@
+//! What each subcommand does: plain functions over the stages, with the
+//! file writing and printing that the stages themselves never do.
+
+pub mod check;
+pub mod init;
+pub mod preview;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+/// An error caused by the input (a bad issue, config or argument): exit 1.
+/// Everything else is an internal fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+impl UserError {
+    pub fn wrap(error: anyhow::Error) -> anyhow::Error {
+        let message = format!("{error:#}");
+        anyhow::Error::new(UserError(message))
+    }
+}
+
+pub fn user_error(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError(message.into()))
+}
+
+pub fn success() -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file so that a reader never sees half of it: a temporary file in
+/// the same folder, then a rename over the old one.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    #[cfg(unix)]
+    {
+        // NamedTempFile is 0600; a published page must be readable by a web server.
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    temp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

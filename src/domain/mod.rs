@@ -1,0 +1,12 @@
+//! Small validated types. Raw input is converted once, at the edge (CLI,
+//! HTTP form, CSV import, issue file); everything past that point can trust it.
+
+mod issue_slug;
+mod subscriber_email;
+
+pub use issue_slug::IssueSlug;
+pub use subscriber_email::SubscriberEmail;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DomainError(pub String);

@@ -1,0 +1,11 @@
+//! Herald: a newsletter pipeline. Stages, each a module with one job:
+//! `issue` reads issue files, `render` turns them into email, feeds and
+//! pages, `store` keeps subscribers and deliveries, `send` delivers, `http`
+//! serves; `commands` are what the CLI calls.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod issue;
+pub mod render;

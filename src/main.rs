@@ -1,0 +1,48 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::cli::{Cli, Command};
+use herald::commands::{self, UserError};
+use herald::config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.chain().any(|cause| cause.is::<UserError>()) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(3)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let explicit = cli.config.as_os_str() != "herald.toml";
+    let load = || Settings::load(&cli.config, explicit).map_err(UserError::wrap);
+    match cli.command {
+        Command::Init { dir } => commands::init::run(&dir),
+        Command::Check { paths } => commands::check::run(&load()?, &paths),
+        Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
+    }
+}
+
+fn init_tracing(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("herald={default},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,72 @@
+//! One recipient's copy of an email as a MIME message, with every header a
+//! real send carries. lettre does the MIME work: multipart/alternative,
+//! RFC 2047 subjects, line folding, transfer encodings.
+
+use std::time::SystemTime;
+
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+use super::email::RenderedEmail;
+use super::personalize::Recipient;
+
+/// The envelope-level facts of one message.
+#[derive(Debug, Clone)]
+pub struct MessageHeaders<'a> {
+    pub from: &'a Mailbox,
+    pub reply_to: Option<&'a Mailbox>,
+    pub to: Mailbox,
+    /// The newsletter's name, shown in List-Id when it is plain ASCII.
+    pub list_name: &'a str,
+    /// `weekly.example.com`, the List-Id identifier.
+    pub list_id: &'a str,
+    pub unsubscribe_mailto: Option<&'a str>,
+    /// `<unique@domain>`, so retries of one delivery keep one id.
+    pub message_id: String,
+    pub date: SystemTime,
+}
+
+pub fn build_message(
+    email: &RenderedEmail,
+    recipient: &Recipient,
+    headers: &MessageHeaders,
+) -> anyhow::Result<lettre::Message> {
+    let mut builder = lettre::Message::builder()
+        .from(headers.from.clone())
+        .to(headers.to.clone())
+        .subject(email.subject.clone())
+        .date(headers.date)
+        .message_id(Some(headers.message_id.clone()));
+    if let Some(reply_to) = headers.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let list_id = if headers.list_name.is_ascii()
+        && !headers.list_name.contains(['<', '>', '"', '\r', '\n'])
+    {
+        format!("{} <{}>", headers.list_name, headers.list_id)
+    } else {
+        format!("<{}>", headers.list_id)
+    };
+    let mut unsubscribe = format!("<{}>", recipient.unsubscribe_url);
+    if let Some(mailto) = headers.unsubscribe_mailto {
+        unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
+    }
+    builder = builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Id"),
+            list_id,
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            unsubscribe,
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_string(),
+        ));
+    let message = builder.multipart(MultiPart::alternative_plain_html(
+        email.text.fill(recipient),
+        email.html.fill(recipient),
+    ))?;
+    Ok(message)
+}

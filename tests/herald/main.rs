@@ -1,0 +1,6 @@
+//! Herald's integration tests: one binary, one module per capability.
+
+mod check;
+mod helpers;
+mod preview;
+mod snapshots;
