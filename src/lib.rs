@@ -9,3 +9,4 @@ pub mod config;
 pub mod domain;
 pub mod issue;
 pub mod render;
+pub mod store;

@@ -1,0 +1,172 @@
+//! Campaigns: one send of one issue, and the snapshot of its recipients.
+
+use sqlx::Row;
+
+use super::{Millis, Tx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignState {
+    Sending,
+    Paused,
+    Finished,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Sending => "sending",
+            CampaignState::Paused => "paused",
+            CampaignState::Finished => "finished",
+        }
+    }
+
+    fn parse(s: &str) -> CampaignState {
+        match s {
+            "paused" => CampaignState::Paused,
+            "finished" => CampaignState::Finished,
+            _ => CampaignState::Sending,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: i64,
+    pub issue_slug: String,
+    pub issue_number: i64,
+    pub issue_hash: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub state: CampaignState,
+    pub pause_reason: Option<String>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
+pub struct NewCampaign<'a> {
+    pub issue_slug: &'a str,
+    pub issue_number: i64,
+    pub issue_hash: &'a str,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, issue_slug, issue_number, issue_hash, subject, html, text, state, \
+                                pause_reason, created_at, finished_at";
+
+fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> Campaign {
+    Campaign {
+        id: row.get("id"),
+        issue_slug: row.get("issue_slug"),
+        issue_number: row.get("issue_number"),
+        issue_hash: row.get("issue_hash"),
+        subject: row.get("subject"),
+        html: row.get("html"),
+        text: row.get("text"),
+        state: CampaignState::parse(row.get::<&str, _>("state")),
+        pause_reason: row.get("pause_reason"),
+        created_at: row.get("created_at"),
+        finished_at: row.get("finished_at"),
+    }
+}
+
+/// The live (not retired) campaign of an issue, if it was ever sent.
+pub async fn find_current_campaign(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<Option<Campaign>> {
+    let sql = format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE issue_slug = ? AND retired = 0 ORDER BY id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(slug)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(campaign_from_row))
+}
+
+/// The most recent campaign of any issue, for `herald status`.
+pub async fn find_latest_campaign(tx: &mut Tx<'_>) -> sqlx::Result<Option<Campaign>> {
+    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT 1");
+    let row = sqlx::query(&sql).fetch_optional(&mut **tx).await?;
+    Ok(row.as_ref().map(campaign_from_row))
+}
+
+pub async fn insert_campaign(
+    tx: &mut Tx<'_>,
+    new: &NewCampaign<'_>,
+    now: Millis,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'sending', ?)
+         RETURNING id",
+    )
+    .bind(new.issue_slug)
+    .bind(new.issue_number)
+    .bind(new.issue_hash)
+    .bind(new.subject)
+    .bind(new.html)
+    .bind(new.text)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Retires the live campaign of an issue, so `--force-new` starts afresh.
+pub async fn retire_campaigns(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("UPDATE campaigns SET retired = 1 WHERE issue_slug = ? AND retired = 0")
+            .bind(slug)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// One delivery row per active subscriber, taken in the same transaction
+/// as the campaign: whoever is active at that instant gets the issue, once.
+/// The Message-ID is fixed here, so every retry of a delivery carries it.
+pub async fn snapshot_recipients(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+    message_id_domain: &str,
+    now: Millis,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO deliveries
+             (campaign_id, subscriber_id, kind, recipient, state, next_attempt_at, message_id, created_at)
+         SELECT ?1, id, 'issue', email, 'queued', ?2,
+                '<herald.' || ?1 || '.' || id || '@' || ?3 || '>', ?2
+         FROM subscribers WHERE state = 'active' ORDER BY id",
+    )
+    .bind(campaign_id)
+    .bind(now)
+    .bind(message_id_domain)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+pub async fn set_campaign_state(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+    state: CampaignState,
+    reason: Option<&str>,
+    now: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE campaigns SET state = ?, pause_reason = ?,
+             finished_at = CASE WHEN ? = 'finished' THEN ? ELSE NULL END
+         WHERE id = ?",
+    )
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(state.as_str())
+    .bind(now)
+    .bind(campaign_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! The durable per-recipient queue: claiming due rows under a lease and
+//! recording what the SMTP server said.
+
+use sqlx::Row;
+
+use super::{Millis, Tx};
+
+/// Which rows a worker serves: one campaign's issue mail, or the
+/// transactional mail (confirmations, welcomes) that has no campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Campaign(i64),
+    Transactional,
+}
+
+/// A row a worker now owns until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub subscriber_id: Option<i64>,
+    pub recipient: String,
+    /// The finished message of transactional mail.
+    pub payload: Option<Vec<u8>>,
+    /// Including the one about to be made.
+    pub attempts: i64,
+    pub first_attempt_at: Millis,
+    pub message_id: String,
+    /// Filled in by [`unsubscribe_tokens_for`] for issue mail.
+    pub unsubscribe_token: Option<String>,
+}
+
+/// What the server last said about a delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub code: Option<u16>,
+    pub enhanced_code: Option<String>,
+    pub text: String,
+}
+
+/// Claims up to `limit` due rows: queued or deferred rows whose time has
+/// come, and rows whose worker's lease ran out (it crashed). Issue mail is
+/// only claimed while its subscriber is still active, so someone who
+/// unsubscribes mid-send gets nothing more.
+pub async fn claim_due_deliveries(
+    tx: &mut Tx<'_>,
+    queue: Queue,
+    now: Millis,
+    lease_until: Millis,
+    limit: i64,
+) -> sqlx::Result<Vec<ClaimedDelivery>> {
+    let filter = match queue {
+        Queue::Campaign(_) => {
+            "d.campaign_id = ?4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
+        }
+        Queue::Transactional => "d.campaign_id IS NULL AND ?4 IS NULL",
+    };
+    let sql = format!(
+        "UPDATE deliveries
+         SET state = 'sending', lease_until = ?2, attempts = attempts + 1,
+             first_attempt_at = COALESCE(first_attempt_at, ?1)
+         WHERE id IN (
+             SELECT d.id FROM deliveries d
+             WHERE {filter}
+               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1)
+                    OR (d.state = 'sending' AND d.lease_until <= ?1))
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT ?3)
+         RETURNING id, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+    );
+    let campaign = match queue {
+        Queue::Campaign(id) => Some(id),
+        Queue::Transactional => None,
+    };
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .bind(campaign)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut claimed: Vec<ClaimedDelivery> = rows
+        .iter()
+        .map(|row| ClaimedDelivery {
+            id: row.get("id"),
+            subscriber_id: row.get("subscriber_id"),
+            recipient: row.get("recipient"),
+            payload: row.get("payload"),
+            attempts: row.get("attempts"),
+            first_attempt_at: row.get("first_attempt_at"),
+            message_id: row.get("message_id"),
+            unsubscribe_token: None,
+        })
+        .collect();
+    // RETURNING comes back in no particular order.
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
+}
+
+/// The unsubscribe tokens of the claimed rows' subscribers.
+pub async fn unsubscribe_tokens_for(
+    tx: &mut Tx<'_>,
+    claimed: &mut [ClaimedDelivery],
+) -> sqlx::Result<()> {
+    let ids: Vec<i64> = claimed.iter().filter_map(|d| d.subscriber_id).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // The ids are integers from our own rows, so joining them is safe; a
+    // JSON array would do too but costs a parse per batch.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!("SELECT id, unsubscribe_token FROM subscribers WHERE id IN ({list})");
+    let rows = sqlx::query(&sql).fetch_all(&mut **tx).await?;
+    let tokens: std::collections::HashMap<i64, String> = rows
+        .iter()
+        .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
+        .collect();
+    for delivery in claimed {
+        if let Some(id) = delivery.subscriber_id {
+            delivery.unsubscribe_token = tokens.get(&id).cloned();
+        }
+    }
+    Ok(())
+}
+
+pub async fn mark_sent(tx: &mut Tx<'_>, id: i64, reply: &Reply, now: Millis) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until = NULL,
+             last_code = ?, last_enhanced_code = ?, last_reply = ?
+         WHERE id = ?",
+    )
+    .bind(now)
+    .bind(reply.code)
+    .bind(reply.enhanced_code.as_deref())
+    .bind(&reply.text)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_deferred(
+    tx: &mut Tx<'_>,
+    id: i64,
+    reply: &Reply,
+    next_attempt_at: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL,
+             last_code = ?, last_enhanced_code = ?, last_reply = ?
+         WHERE id = ?",
+    )
+    .bind(next_attempt_at)
+    .bind(reply.code)
+    .bind(reply.enhanced_code.as_deref())
+    .bind(&reply.text)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, reply: &Reply) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'failed', lease_until = NULL,
+             last_code = ?, last_enhanced_code = ?, last_reply = ?
+         WHERE id = ?",
+    )
+    .bind(reply.code)
+    .bind(reply.enhanced_code.as_deref())
+    .bind(&reply.text)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives a claimed row back untouched (the run is stopping before sending
+/// it): the attempt it was charged is refunded.
+pub async fn release_claim(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries
+         SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
+             attempts = attempts - 1, lease_until = NULL
+         WHERE id = ? AND state = 'sending'",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Rows left 'sending' by a process that died. Only safe to call while
+/// holding the queue's process lock, which proves no live worker owns them.
+pub async fn release_orphaned_claims(tx: &mut Tx<'_>, queue: Queue) -> sqlx::Result<u64> {
+    let (filter, campaign) = match queue {
+        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
+        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
+    };
+    let sql = format!(
+        "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
+             lease_until = NULL
+         WHERE state = 'sending' AND {filter}"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(campaign)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Issue mail whose subscriber left the list before it went out.
+pub async fn skip_departed_recipients(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET state = 'skipped', lease_until = NULL
+         WHERE campaign_id = ? AND state IN ('queued', 'deferred')
+           AND NOT EXISTS (SELECT 1 FROM subscribers s
+                           WHERE s.id = deliveries.subscriber_id AND s.state = 'active')",
+    )
+    .bind(campaign_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Queues a finished transactional message (a confirmation, a welcome).
+pub async fn enqueue_transactional(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    subscriber_id: Option<i64>,
+    recipient: &str,
+    message_id: &str,
+    payload: &[u8],
+    now: Millis,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO deliveries
+             (campaign_id, subscriber_id, kind, recipient, payload, state, next_attempt_at, message_id, created_at)
+         VALUES (NULL, ?, ?, ?, ?, 'queued', ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(subscriber_id)
+    .bind(kind)
+    .bind(recipient)
+    .bind(payload)
+    .bind(now)
+    .bind(message_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Delivery counts by state for a queue.
+pub async fn count_deliveries_by_state(
+    tx: &mut Tx<'_>,
+    queue: Queue,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let (filter, campaign) = match queue {
+        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
+        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
+    };
+    let sql = format!(
+        "SELECT state, COUNT(*) FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(campaign)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// When the next deferred row of a queue comes due, if any.
+pub async fn next_due_time(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<Option<Millis>> {
+    let row = sqlx::query(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE campaign_id = ? AND state IN ('queued', 'deferred')",
+    )
+    .bind(campaign_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// The first and last send times and the number sent, for the send rate.
+pub async fn sent_time_span(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+) -> sqlx::Result<(Option<Millis>, Option<Millis>, i64)> {
+    let row = sqlx::query(
+        "SELECT MIN(sent_at), MAX(sent_at), COUNT(*) FROM deliveries WHERE campaign_id = ? AND state = 'sent'",
+    )
+    .bind(campaign_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
+
+/// Deferred and failed rows grouped by the server's reply, most common first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErrorGroup {
+    pub state: String,
+    pub code: Option<i64>,
+    pub enhanced_code: Option<String>,
+    pub reply: Option<String>,
+    pub count: i64,
+}
+
+pub async fn error_groups(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ErrorGroup>> {
+    let rows = sqlx::query(
+        "SELECT state, last_code, last_enhanced_code, last_reply, COUNT(*) AS n
+         FROM deliveries WHERE campaign_id = ? AND state IN ('deferred', 'failed')
+         GROUP BY state, last_code, last_enhanced_code, last_reply
+         ORDER BY n DESC LIMIT ?",
+    )
+    .bind(campaign_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ErrorGroup {
+            state: r.get(0),
+            code: r.get(1),
+            enhanced_code: r.get(2),
+            reply: r.get(3),
+            count: r.get(4),
+        })
+        .collect())
+}

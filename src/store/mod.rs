@@ -1,0 +1,73 @@
+//! Everything Herald keeps: SQLite through sqlx. All SQL lives in this
+//! module, one statement per function named for what it does; callers own
+//! the transaction and commit it. A PostgreSQL backend (several send workers
+//! claiming rows with `FOR UPDATE SKIP LOCKED`) can be added here without
+//! touching the stages.
+
+pub mod campaigns;
+pub mod deliveries;
+pub mod subscribers;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub type Tx<'a> = Transaction<'a, Sqlite>;
+
+/// Milliseconds since the Unix epoch: every time column.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies every migration.
+    pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            // WAL: the web server reads while `herald send` writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across a process crash in WAL mode (only an
+            // OS crash can lose the last commits), and much faster than FULL.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .with_context(|| format!("migrating database {}", path.display()))?;
+        Ok(Store { pool })
+    }
+
+    pub async fn begin(&self) -> sqlx::Result<Tx<'static>> {
+        self.pool.begin().await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
