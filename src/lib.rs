@@ -9,4 +9,5 @@ pub mod config;
 pub mod domain;
 pub mod issue;
 pub mod render;
+pub mod send;
 pub mod store;
