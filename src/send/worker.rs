@@ -28,7 +28,7 @@ use crate::store::{now_millis, subscribers, Store};
 /// Turns a claimed row into the bytes to send.
 pub enum MessageSource {
     /// Issue mail: personalised from the campaign's rendered email.
-    Campaign(MessageFactory),
+    Campaign(Box<MessageFactory>),
     /// Transactional mail: the row carries its finished message.
     Prebuilt { from: lettre::Address },
 }
@@ -43,14 +43,12 @@ impl MessageSource {
                     .map_err(|e| SendError::permanent(format!("building the message: {e:#}")))
             }
             MessageSource::Prebuilt { from } => {
-                let payload = delivery
-                    .payload
-                    .clone()
-                    .ok_or_else(|| SendError::permanent("transactional delivery without a message"))?;
-                let to: lettre::Address = delivery
-                    .recipient
-                    .parse()
-                    .map_err(|e| SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient)))?;
+                let payload = delivery.payload.clone().ok_or_else(|| {
+                    SendError::permanent("transactional delivery without a message")
+                })?;
+                let to: lettre::Address = delivery.recipient.parse().map_err(|e| {
+                    SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient))
+                })?;
                 let envelope = Envelope::new(Some(from.clone()), vec![to])
                     .map_err(|e| SendError::permanent(format!("envelope: {e}")))?;
                 Ok((envelope, payload))
@@ -135,7 +133,13 @@ async fn record_results(
                 outcomes.push(true);
             }
             Attempt::Failed(error) => {
-                match decide(error, delivery.attempts, delivery.first_attempt_at, now, policy) {
+                match decide(
+                    error,
+                    delivery.attempts,
+                    delivery.first_attempt_at,
+                    now,
+                    policy,
+                ) {
                     Decision::Defer { at } => {
                         deliveries::mark_deferred(&mut tx, delivery.id, &error.reply, at).await?;
                         counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -172,11 +176,17 @@ async fn record_results(
     Ok(outcomes)
 }
 
-async fn claim_batch(store: &Store, queue: Queue, options: &SendOptions) -> anyhow::Result<Vec<ClaimedDelivery>> {
+async fn claim_batch(
+    store: &Store,
+    queue: Queue,
+    options: &SendOptions,
+) -> anyhow::Result<Vec<ClaimedDelivery>> {
     let now = now_millis();
     let lease_until = now + i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX / 2);
     let mut tx = store.begin().await?;
-    let mut claimed = deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size).await?;
+    let mut claimed =
+        deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
+            .await?;
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }
@@ -287,15 +297,19 @@ pub async fn run_queue<T: Transport>(
         recorded: Notify::new(),
     });
     let concurrency = options.concurrency.max(1);
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> = NonZeroU32::new(options.rate).map(|rate| {
-        // A burst of one: the rate holds over any window, not just on average.
-        let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
-        let quota = Quota::with_period(period).expect("non-zero period").allow_burst(NonZeroU32::MIN);
-        Arc::new(RateLimiter::direct(quota))
-    });
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
+        NonZeroU32::new(options.rate).map(|rate| {
+            // A burst of one: the rate holds over any window, not just on average.
+            let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+            let quota = Quota::with_period(period)
+                .expect("non-zero period")
+                .allow_burst(NonZeroU32::MIN);
+            Arc::new(RateLimiter::direct(quota))
+        });
     let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
     let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
-    let (results_tx, mut results_rx) = mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
+    let (results_tx, mut results_rx) =
+        mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
 
     let interrupt_state = state.clone();
     let interrupt_task = tokio::spawn(async move {
@@ -326,7 +340,11 @@ pub async fn run_queue<T: Transport>(
                     }
                     attempt(&*transport, &mut connection, &source, &delivery).await
                 };
-                if results_tx.send(AttemptResult { delivery, attempt }).await.is_err() {
+                if results_tx
+                    .send(AttemptResult { delivery, attempt })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -357,8 +375,11 @@ pub async fn run_queue<T: Transport>(
                     _ => break,
                 }
             }
-            let outcomes = record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
-            recorder_state.in_flight.fetch_sub(buffer.len(), Ordering::SeqCst);
+            let outcomes =
+                record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
+            recorder_state
+                .in_flight
+                .fetch_sub(buffer.len(), Ordering::SeqCst);
             buffer.clear();
             for ok in outcomes {
                 window.push_back(ok);
@@ -369,7 +390,9 @@ pub async fn run_queue<T: Transport>(
                     failures_in_window -= 1;
                 }
             }
-            if window.len() >= window_size && failures_in_window as f64 / window.len() as f64 > threshold {
+            if window.len() >= window_size
+                && failures_in_window as f64 / window.len() as f64 > threshold
+            {
                 recorder_state.stop_with(RunEnd::Paused(format!(
                     "{failures_in_window} of the last {} attempts failed (threshold {:.0}%)",
                     window.len(),

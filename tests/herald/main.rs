@@ -3,4 +3,6 @@
 mod check;
 mod helpers;
 mod preview;
+mod send;
+mod smtp_server;
 mod snapshots;
