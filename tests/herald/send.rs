@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use herald::commands::send::{run as send_issue, SendArgs};
 use herald::config::Settings;
@@ -442,4 +443,68 @@ fn file_outbox_is_the_embedded_default() {
     let outbox = s.dir.path().join("outbox");
     let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().collect();
     assert_eq!(files.len(), 3);
+}
+
+#[test]
+fn transactional_mail_waits_out_an_smtp_outage() {
+    use herald::send::outbox::{run_transactional_worker, OutboxSignal};
+    let addr = reserve_port();
+    let mut s = setup(&format!("smtp://{addr}?tls=none"), 0);
+    s.settings.send.retry_first_delay_secs = 1;
+    s.settings.send.retry_max_delay_secs = 1;
+    let settings = s.settings.clone();
+    block_on(async move {
+        let store = Store::open(&settings.database_path()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let message =
+            b"From: a@example.com\r\nTo: new@example.com\r\nSubject: confirm\r\n\r\nclick\r\n";
+        deliveries::enqueue_transactional(
+            &mut tx,
+            "confirmation",
+            None,
+            "new@example.com",
+            "<c1@example.com>",
+            message,
+            now_millis(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let transport = herald::commands::send::transport_from_settings(&settings).unwrap();
+        let options = herald::commands::send::send_options(&settings, &args());
+        let signal = OutboxSignal::default();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(run_transactional_worker(
+            store.clone(),
+            transport,
+            "a@example.com".parse().unwrap(),
+            options,
+            signal.clone(),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        // Down: the attempt is deferred, nothing lost.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(state, "deferred");
+        // Back up: it arrives on a later attempt.
+        let server = SmtpServer::start_on(std::net::TcpListener::bind(addr).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.messages().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(server.messages().len(), 1);
+        assert_eq!(server.messages()[0].to, vec!["new@example.com".to_string()]);
+        stop_tx.send(()).unwrap();
+        worker.await.unwrap();
+        let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(state, "sent");
+    });
 }
