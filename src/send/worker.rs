@@ -124,12 +124,12 @@ async fn record_results(
     let now = now_millis();
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(results.len());
+    let mut sent = Vec::new();
     for result in results {
         let delivery = &result.delivery;
         match &result.attempt {
             Attempt::Sent(reply) => {
-                deliveries::mark_sent(&mut tx, delivery.id, reply, now).await?;
-                counters.sent.fetch_add(1, Ordering::Relaxed);
+                sent.push((delivery.id, reply));
                 outcomes.push(true);
             }
             Attempt::Failed(error) => {
@@ -172,6 +172,10 @@ async fn record_results(
             Attempt::Released => deliveries::release_claim(&mut tx, delivery.id).await?,
         }
     }
+    deliveries::mark_sent_batch(&mut tx, &sent, now).await?;
+    counters
+        .sent
+        .fetch_add(sent.len() as u64, Ordering::Relaxed);
     tx.commit().await.context("recording delivery outcomes")?;
     Ok(outcomes)
 }
@@ -368,15 +372,21 @@ pub async fn run_queue<T: Transport>(
             buffer.push(first);
             // Gather what else is ready, up to a bounded batch, so one
             // commit covers many messages without delaying any for long.
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-            while buffer.len() < 500 {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+            while buffer.len() < 256 {
                 match tokio::time::timeout_at(deadline, results_rx.recv()).await {
                     Ok(Some(result)) => buffer.push(result),
                     _ => break,
                 }
             }
+            let started = std::time::Instant::now();
             let outcomes =
                 record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
+            tracing::debug!(
+                "recorded {} outcomes in {:?}",
+                buffer.len(),
+                started.elapsed()
+            );
             recorder_state
                 .in_flight
                 .fetch_sub(buffer.len(), Ordering::SeqCst);

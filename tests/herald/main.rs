@@ -1,6 +1,7 @@
 //! Herald's integration tests: one binary, one module per capability.
 
 mod check;
+mod crash;
 mod helpers;
 mod preview;
 mod send;
