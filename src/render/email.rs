@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::labels::Labels;
-use super::personalize::{marker_values, Personalized};
+use super::personalize::{marker_values, Personalized, QuotedPrintable};
 use super::templates::Templates;
 use super::text::{blocks_to_text, wrap_text, TEXT_WIDTH};
 use crate::issue::{Body, Issue};
@@ -22,6 +22,20 @@ pub struct RenderedEmail {
     pub subject: String,
     pub html: Personalized,
     pub text: Personalized,
+    /// The HTML part's transfer encoding, done once (see `QuotedPrintable`).
+    pub html_encoded: QuotedPrintable,
+}
+
+impl RenderedEmail {
+    pub fn new(subject: String, html: Personalized, text: Personalized) -> Self {
+        let html_encoded = html.to_quoted_printable();
+        RenderedEmail {
+            subject,
+            html,
+            text,
+            html_encoded,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -120,11 +134,11 @@ pub fn render_email(
     let html = mjml_to_html(&mjml)
         .with_context(|| format!("rendering the email of {}", issue.source.display()))?;
     let text = templates.render("email.txt.hbs", &view)?;
-    Ok(RenderedEmail {
-        subject: issue.title.clone(),
-        html: Personalized::new(&html, true),
-        text: Personalized::new(&normalise_text(&text), false),
-    })
+    Ok(RenderedEmail::new(
+        issue.title.clone(),
+        Personalized::new(&html, true),
+        Personalized::new(&normalise_text(&text), false),
+    ))
 }
 
 pub fn mjml_to_html(mjml: &str) -> anyhow::Result<String> {
