@@ -7,5 +7,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod issue;
 pub mod render;

@@ -28,6 +28,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init { dir } => commands::init::run(&dir),
         Command::Check { paths } => commands::check::run(&load()?, &paths),
         Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
+        Command::Build(args) => commands::build::run(&load()?, args.out.as_deref()),
+        Command::Serve(args) => commands::serve::run(load()?, args.listen.as_deref()),
     }
 }
 

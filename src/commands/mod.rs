@@ -1,9 +1,11 @@
 //! What each subcommand does: plain functions over the stages, with the
 //! file writing and printing that the stages themselves never do.
 
+pub mod build;
 pub mod check;
 pub mod init;
 pub mod preview;
+pub mod serve;
 
 use std::path::Path;
 use std::process::ExitCode;
