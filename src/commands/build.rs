@@ -36,7 +36,9 @@ impl BuildReport {
 }
 
 pub fn run(settings: &Settings, out: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| settings.output_dir());
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| settings.output_dir());
     let report = build_site(settings, &out)?;
     println!(
         "built {} issue(s) into {}: {} file(s) written, {} unchanged",
@@ -66,19 +68,18 @@ pub fn run(settings: &Settings, out: Option<&Path>) -> anyhow::Result<ExitCode> 
 /// written.
 pub fn build_site(settings: &Settings, out: &Path) -> anyhow::Result<BuildReport> {
     let issues_dir = settings.issues_dir();
-    let issues = match issue::load_folder(&issues_dir, &settings.site.base_url)
-        .map_err(UserError::wrap)?
-    {
-        Ok(issues) => issues,
-        Err(diagnostics) => {
-            report(&diagnostics);
-            return Err(user_error(format!(
-                "{}: {} error(s), see above; nothing was written",
-                issues_dir.display(),
-                diagnostics.len()
-            )));
-        }
-    };
+    let issues =
+        match issue::load_folder(&issues_dir, &settings.site.base_url).map_err(UserError::wrap)? {
+            Ok(issues) => issues,
+            Err(diagnostics) => {
+                report(&diagnostics);
+                return Err(user_error(format!(
+                    "{}: {} error(s), see above; nothing was written",
+                    issues_dir.display(),
+                    diagnostics.len()
+                )));
+            }
+        };
     let templates = Templates::load(&settings.templates_dir()).map_err(UserError::wrap)?;
     let files = render::render_site(&issues, settings, &templates)?;
     let mut report = BuildReport {

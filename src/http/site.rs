@@ -105,7 +105,11 @@ impl Site {
     }
 
     /// The file's bytes and validators, from the cache while its stamp holds.
-    fn load(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<std::sync::Arc<CachedFile>> {
+    fn load(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<std::sync::Arc<CachedFile>> {
         let stamp = Stamp::of(meta);
         if let Some((cached_stamp, file)) = self.cache.read().expect("cache lock").files.get(path) {
             if *cached_stamp == stamp {
@@ -201,9 +205,7 @@ pub async fn serve_site(
         // Removed between the stat and the read.
         return not_found();
     };
-    let feed_kind = FEEDS
-        .iter()
-        .find(|kind| relative.as_os_str() == kind.file);
+    let feed_kind = FEEDS.iter().find(|kind| relative.as_os_str() == kind.file);
 
     let mut response = if is_fresh(&request_headers, &file) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -266,9 +268,7 @@ fn safe_relative_path(request_path: &str) -> Option<PathBuf> {
         let decoded = percent_encoding::percent_decode_str(segment)
             .decode_utf8()
             .ok()?;
-        if decoded.starts_with('.')
-            || decoded.contains(['/', '\\', '\0', ':'])
-        {
+        if decoded.starts_with('.') || decoded.contains(['/', '\\', '\0', ':']) {
             return None;
         }
         relative.push(decoded.as_ref());

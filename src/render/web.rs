@@ -96,7 +96,11 @@ struct IndexIssueView<'a> {
     href: String,
 }
 
-fn render_content(issue: &Issue, labels: &'static Labels, templates: &Templates) -> anyhow::Result<String> {
+fn render_content(
+    issue: &Issue,
+    labels: &'static Labels,
+    templates: &Templates,
+) -> anyhow::Result<String> {
     let view = ContentView {
         labels,
         intro_html: &issue.intro.html,
@@ -183,7 +187,10 @@ pub fn render_site(
             })
             .collect(),
     };
-    files.push(page("index.html", templates.render("index.html.hbs", &index)?));
+    files.push(page(
+        "index.html",
+        templates.render("index.html.hbs", &index)?,
+    ));
     files.push(page("style.css", templates.render("style.css", &())?));
 
     let neighbour = |at: usize| {
