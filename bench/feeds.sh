@@ -120,13 +120,14 @@ etag=$(curl -fsI "http://127.0.0.1:$HERALD_PORT/feed.xml" | awk 'tolower($1) == 
 herald_304=$(rate -H "If-None-Match: $etag" "http://127.0.0.1:$HERALD_PORT/feed.xml")
 ratio=$(echo "$herald_rate / $nginx_rate" | bc -l | xargs printf '%.2f')
 
-cat <<EOF
-issues:                     $ISSUES ($files files, feed.xml $feed_bytes bytes)
-herald build, cold:         ${cold} s
-herald build, nothing new:  ${warm} s
-wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET /feed.xml, loopback:
-  herald serve:             $herald_rate req/s
-  nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'):               $nginx_rate req/s
-  herald / nginx:           $ratio
-  herald serve, 304s:       $herald_304 req/s (If-None-Match)
-EOF
+nginx_version=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')
+printf '%-28s%s\n' \
+    "issues:" "$ISSUES ($files files, feed.xml $feed_bytes bytes)" \
+    "herald build, cold:" "$cold s" \
+    "herald build, nothing new:" "$warm s"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET /feed.xml, loopback:"
+printf '  %-26s%s\n' \
+    "herald serve:" "$herald_rate req/s" \
+    "nginx $nginx_version:" "$nginx_rate req/s" \
+    "herald / nginx:" "$ratio" \
+    "herald serve, 304s:" "$herald_304 req/s (If-None-Match)"
