@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -41,7 +41,7 @@ pub struct Site {
 
 #[derive(Default)]
 struct Cache {
-    files: HashMap<PathBuf, (Stamp, std::sync::Arc<CachedFile>)>,
+    files: HashMap<PathBuf, (Stamp, Arc<CachedFile>)>,
     bytes: u64,
 }
 
@@ -105,11 +105,7 @@ impl Site {
     }
 
     /// The file's bytes and validators, from the cache while its stamp holds.
-    fn load(
-        &self,
-        path: &Path,
-        meta: &std::fs::Metadata,
-    ) -> std::io::Result<std::sync::Arc<CachedFile>> {
+    fn load(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Arc<CachedFile>> {
         let stamp = Stamp::of(meta);
         if let Some((cached_stamp, file)) = self.cache.read().expect("cache lock").files.get(path) {
             if *cached_stamp == stamp {
@@ -117,7 +113,7 @@ impl Site {
             }
         }
         let bytes = Bytes::from(std::fs::read(path)?);
-        let file = std::sync::Arc::new(CachedFile {
+        let file = Arc::new(CachedFile {
             etag: etag_of(&bytes),
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(stamp.modified))
                 .expect("an HTTP date is a valid header value"),
