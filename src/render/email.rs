@@ -87,21 +87,17 @@ pub fn render_email(
     templates: &Templates,
 ) -> anyhow::Result<RenderedEmail> {
     let (unsubscribe_url, web_url, recipient) = marker_values();
-    let authors_separator = if context.language.starts_with("zh") {
-        "、"
-    } else {
-        ", "
-    };
+    let labels = Labels::for_language(context.language);
     let view = EmailView {
         site_title: context.site_title,
         language: context.language,
-        labels: Labels::for_language(context.language),
+        labels,
         title: &issue.title,
         text_title: wrap_text(&issue.title, TEXT_WIDTH, "", ""),
         number: issue.number,
         date: issue.date.format("%Y-%m-%d").to_string(),
         preheader: issue.summary.as_deref(),
-        authors: issue.authors.join(authors_separator),
+        authors: issue.authors.join(labels.list_separator),
         editor: issue.editor.as_deref(),
         has_credits: !issue.authors.is_empty() || issue.editor.is_some(),
         intro_html: &issue.intro.html,

@@ -3,11 +3,13 @@
 //! what these return.
 
 mod email;
+pub mod feed;
 mod labels;
 mod message;
 mod personalize;
 mod templates;
 mod text;
+mod web;
 
 pub use email::{render_email, EmailContext, RenderedEmail};
 pub use labels::Labels;
@@ -15,3 +17,12 @@ pub use message::{build_message, MessageHeaders};
 pub use personalize::{Personalized, Recipient};
 pub use templates::Templates;
 pub use text::{blocks_to_text, wrap_text, TEXT_WIDTH};
+pub use web::render_site;
+
+/// One file of the static site: where it goes under the output folder
+/// ('/'-separated, relative) and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}

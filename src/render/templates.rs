@@ -16,6 +16,19 @@ const BUILTIN: &[(&str, &str)] = &[
         "email.txt.hbs",
         include_str!("../../templates/email.txt.hbs"),
     ),
+    (
+        "index.html.hbs",
+        include_str!("../../templates/index.html.hbs"),
+    ),
+    (
+        "issue.html.hbs",
+        include_str!("../../templates/issue.html.hbs"),
+    ),
+    (
+        "issue_content.html.hbs",
+        include_str!("../../templates/issue_content.html.hbs"),
+    ),
+    ("style.css", include_str!("../../templates/style.css")),
 ];
 
 pub struct Templates {

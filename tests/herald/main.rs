@@ -2,8 +2,10 @@
 
 mod check;
 mod crash;
+mod feeds;
 mod helpers;
 mod preview;
 mod send;
+mod serve;
 mod smtp_server;
 mod snapshots;
