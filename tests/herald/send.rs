@@ -508,3 +508,87 @@ fn transactional_mail_waits_out_an_smtp_outage() {
         assert_eq!(state, "sent");
     });
 }
+
+#[test]
+fn dkim_signs_both_list_unsubscribe_headers() {
+    use base64::Engine;
+    let server = SmtpServer::start();
+    let mut s = setup(&server.url(), 2);
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    std::fs::write(s.dir.path().join("dkim.key"), key).unwrap();
+    s.settings.send.dkim_selector = Some("herald".into());
+    s.settings.send.dkim_domain = Some("example.com".into());
+    s.settings.send.dkim_key_file = Some("dkim.key".into());
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let message = &server.messages()[0];
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&message.data)
+        .unwrap();
+    let signature = parsed
+        .header_raw("DKIM-Signature")
+        .expect("signed")
+        .replace(['\r', '\n', ' ', '\t'], "");
+    assert!(signature.contains("d=example.com"), "{signature}");
+    assert!(signature.contains("s=herald"), "{signature}");
+    let signed: Vec<String> = signature
+        .split(';')
+        .find_map(|tag| tag.strip_prefix("h="))
+        .unwrap()
+        .split(':')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    for header in [
+        "from",
+        "subject",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-id",
+    ] {
+        assert!(
+            signed.iter().any(|h| h == header),
+            "{header} not signed: {signed:?}"
+        );
+    }
+}
+
+#[test]
+fn status_reports_counts_rate_and_grouped_errors() {
+    let server = SmtpServer::start();
+    server.faults.lock().unwrap().no_such_user = [address(1), address(2)].into_iter().collect();
+    let s = setup(&server.url(), 10);
+    send_issue(&s.settings, &args(), true).unwrap();
+    let config = s.dir.path().join("herald.toml");
+    std::fs::write(&config, "[paths]\ndatabase = \"herald.db\"\n").unwrap();
+    let output = crate::helpers::herald(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "status",
+            "vol-001",
+            "--json",
+        ],
+        s.dir.path(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::helpers::stderr(&output)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["state"], "finished");
+    assert_eq!(status["counts"]["sent"], 8);
+    assert_eq!(status["counts"]["failed"], 2);
+    assert_eq!(status["errors"][0]["count"], 2);
+    assert_eq!(status["errors"][0]["code"], 550);
+    assert_eq!(status["errors"][0]["enhanced_code"], "5.1.1");
+    let text = crate::helpers::herald(
+        &["--config", config.to_str().unwrap(), "status"],
+        s.dir.path(),
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("state: finished"), "{text}");
+    assert!(text.contains("2 × failed 550 5.1.1"), "{text}");
+}
