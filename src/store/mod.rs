@@ -27,7 +27,13 @@ pub fn now_millis() -> Millis {
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// For reads: WAL lets them run beside a writer.
     pool: SqlitePool,
+    /// One connection for every write transaction. SQLite allows one writer
+    /// at a time anyway; queueing writers here, in the process, avoids
+    /// SQLite's busy handler, which sleeps for milliseconds when two of our
+    /// own connections collide (the claimer and the recorder of a send).
+    writer: SqlitePool,
 }
 
 impl Store {
@@ -51,20 +57,26 @@ impl Store {
             // fixed cache keeps memory flat however long the list.
             .pragma("cache_size", "-1024")
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .with_context(|| format!("migrating database {}", path.display()))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .with_context(|| format!("migrating database {}", path.display()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, writer })
     }
 
+    /// A transaction on the writer connection; commit it to keep its work.
     pub async fn begin(&self) -> sqlx::Result<Tx<'static>> {
-        self.pool.begin().await
+        self.writer.begin().await
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -73,5 +85,6 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
