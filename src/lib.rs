@@ -10,3 +10,4 @@ pub mod domain;
 pub mod issue;
 pub mod render;
 pub mod store;
+pub mod subscription;

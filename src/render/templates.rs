@@ -16,6 +16,18 @@ const BUILTIN: &[(&str, &str)] = &[
         "email.txt.hbs",
         include_str!("../../templates/email.txt.hbs"),
     ),
+    (
+        "confirm.mjml.hbs",
+        include_str!("../../templates/confirm.mjml.hbs"),
+    ),
+    (
+        "confirm.txt.hbs",
+        include_str!("../../templates/confirm.txt.hbs"),
+    ),
+    (
+        "subscriber_page.html.hbs",
+        include_str!("../../templates/subscriber_page.html.hbs"),
+    ),
 ];
 
 pub struct Templates {

@@ -5,8 +5,10 @@
 //! touching the stages.
 
 pub mod campaigns;
+pub mod confirmation_tokens;
 pub mod deliveries;
 pub mod subscribers;
+pub mod suppressions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -61,6 +63,14 @@ impl Store {
 
     pub async fn begin(&self) -> sqlx::Result<Tx<'static>> {
         self.pool.begin().await
+    }
+
+    /// A transaction that takes the write lock at once (BEGIN IMMEDIATE).
+    /// For one that reads and then writes: a deferred transaction would
+    /// have to upgrade its read snapshot to a write, which fails at once
+    /// (SQLITE_BUSY, no busy timeout) when another connection wrote first.
+    pub async fn begin_write(&self) -> sqlx::Result<Tx<'static>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     pub fn pool(&self) -> &SqlitePool {
