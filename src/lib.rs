@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod issue;
 pub mod render;
 pub mod store;
