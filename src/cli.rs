@@ -49,6 +49,18 @@ pub enum Command {
     /// Render one issue as the subscribers will get it: <slug>.html,
     /// <slug>.txt and a complete <slug>.eml, for a placeholder recipient.
     Preview(PreviewArgs),
+    /// Deliver an issue to every active subscriber, exactly once. Running it
+    /// again resumes (after a crash, a pause, or for deferred retries that
+    /// have come due) and never mails anyone twice.
+    Send(crate::commands::send::SendArgs),
+    /// Where a campaign stands: counts by state, send rate, common errors.
+    Status {
+        /// An issue file or slug (default: the latest campaign).
+        issue: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -10,5 +10,6 @@ pub mod domain;
 pub mod http;
 pub mod issue;
 pub mod render;
+pub mod send;
 pub mod store;
 pub mod subscription;

@@ -28,6 +28,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init { dir } => commands::init::run(&dir),
         Command::Check { paths } => commands::check::run(&load()?, &paths),
         Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
+        Command::Send(args) => commands::send::run(&load()?, &args, cli.quiet),
+        Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),
     }
 }
 

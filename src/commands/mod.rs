@@ -4,6 +4,8 @@
 pub mod check;
 pub mod init;
 pub mod preview;
+pub mod send;
+pub mod status;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,0 +1,347 @@
+//! `herald send`: deliver an issue to every active subscriber, once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use super::check::load_one;
+use super::{user_error, UserError};
+use crate::config::Settings;
+use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
+use crate::send::lock::QueueLock;
+use crate::send::message::MessageFactory;
+use crate::send::progress::Progress;
+use crate::send::retry::RetryPolicy;
+use crate::send::smtp::SmtpTarget;
+use crate::send::transport::{FileOutbox, Transport};
+use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
+use crate::send::{AnyTransport, Connection};
+use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign};
+use crate::store::deliveries::{self, Queue};
+use crate::store::{now_millis, Store};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The issue file.
+    pub issue: PathBuf,
+    /// Start a new campaign even though this issue was sent: everybody
+    /// active gets it again.
+    #[arg(long)]
+    pub force_new: bool,
+    /// Send one test copy to this address; records nothing.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["force_new", "dry_run"])]
+    pub to: Option<String>,
+    /// Do everything except talk to the mail server: report what would go out.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// SMTP connections at once (default: [send] concurrency).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Messages per second, 0 = unlimited (default: [send] rate).
+    #[arg(long)]
+    pub rate: Option<u32>,
+}
+
+/// The transport `[smtp] url` names.
+pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTransport> {
+    let url = settings.smtp.url.trim();
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(AnyTransport::File(FileOutbox::new(settings.resolve(std::path::Path::new(path)))));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
+    let target = SmtpTarget::from_url(
+        &parsed,
+        settings.smtp.username.as_deref(),
+        settings.smtp_password.as_ref(),
+        Duration::from_secs(settings.smtp.timeout_secs.max(1)),
+    )
+    .map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
+    Ok(AnyTransport::Smtp(Arc::new(target)))
+}
+
+pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
+    let send = &settings.send;
+    SendOptions {
+        concurrency: args.concurrency.unwrap_or(send.concurrency).max(1),
+        rate: args.rate.unwrap_or(send.rate),
+        batch_size: i64::from(send.batch_size.max(1)),
+        lease: Duration::from_secs(send.lease_secs.max(1)),
+        retry: RetryPolicy::from_settings(send),
+        failure_window: send.failure_window,
+        failure_threshold: send.failure_threshold,
+    }
+}
+
+pub fn run(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(send(settings, args, quiet))
+}
+
+async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read(&args.issue).ok();
+    let issue = load_one(settings, &args.issue)?;
+    let templates = Templates::load(&settings.templates_dir())?;
+    let context = EmailContext {
+        site_title: &settings.site.title,
+        language: &settings.site.language,
+    };
+    let email = render::render_email(&issue, &context, &templates)?;
+    let web_url = settings.issue_url(issue.slug.as_str()).to_string();
+    let transport = if args.dry_run {
+        AnyTransport::Stub
+    } else {
+        transport_from_settings(settings)?
+    };
+
+    if let Some(address) = &args.to {
+        return send_test_copy(settings, email, web_url, &transport, address).await;
+    }
+
+    let store = Store::open(&settings.database_path()).await?;
+    if args.dry_run {
+        return dry_run(settings, &store, email, web_url, &issue.slug.to_string()).await;
+    }
+
+    let Some(_lock) = QueueLock::try_acquire(&settings.database_path(), "send")? else {
+        return Err(user_error("another `herald send` is running on this database; wait for it to finish"));
+    };
+
+    // Nothing is touched until the server has answered once: with the server
+    // down, the run ends here with nothing marked sent.
+    let probe = transport.connect().await.map_err(|e| {
+        user_error(format!(
+            "cannot reach the mail server ({}): {e}. Nothing was sent; run `herald send` again when it is reachable",
+            transport.describe()
+        ))
+    })?;
+    probe.close().await;
+
+    let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
+    let mut tx = store.begin().await?;
+    let now = now_millis();
+    if args.force_new {
+        let retired = campaigns::retire_campaigns(&mut tx, issue.slug.as_str()).await?;
+        if retired > 0 {
+            tracing::info!("--force-new: starting a new campaign; the previous one is kept for the record");
+        }
+    }
+    let campaign = match campaigns::find_current_campaign(&mut tx, issue.slug.as_str()).await? {
+        Some(campaign) => {
+            if campaign.issue_hash != issue_hash {
+                eprintln!(
+                    "warning: {} changed since this campaign began; resuming with the content rendered then \
+                     (use --force-new to send the new version to everybody)",
+                    args.issue.display()
+                );
+            }
+            campaign
+        }
+        None => {
+            let from = MessageFactory::new(settings, email.clone(), web_url.clone())?;
+            let html = email.html.template();
+            let text = email.text.template();
+            let new = NewCampaign {
+                issue_slug: issue.slug.as_str(),
+                issue_number: i64::from(issue.number),
+                issue_hash: &issue_hash,
+                subject: &email.subject,
+                html: &html,
+                text: &text,
+            };
+            let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
+            let recipients = campaigns::snapshot_recipients(&mut tx, id, from.from().email.domain(), now).await?;
+            tracing::info!("campaign {id}: {recipients} active subscriber(s) queued");
+            campaigns::find_current_campaign(&mut tx, issue.slug.as_str())
+                .await?
+                .context("the campaign just created")?
+        }
+    };
+    deliveries::release_orphaned_claims(&mut tx, Queue::Campaign(campaign.id)).await?;
+    if campaign.state == CampaignState::Paused {
+        eprintln!(
+            "resuming paused campaign {} ({})",
+            campaign.id,
+            campaign.pause_reason.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Sending, None, now).await?;
+    tx.commit().await?;
+
+    run_campaign(settings, args, &store, &campaign, transport, web_url, quiet).await
+}
+
+async fn run_campaign(
+    settings: &Settings,
+    args: &SendArgs,
+    store: &Store,
+    campaign: &Campaign,
+    transport: AnyTransport,
+    web_url: String,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let queue = Queue::Campaign(campaign.id);
+    let email = RenderedEmail {
+        subject: campaign.subject.clone(),
+        html: Personalized::new(&campaign.html, true),
+        text: Personalized::new(&campaign.text, false),
+    };
+    let factory = MessageFactory::new(settings, email, web_url)?;
+    let options = send_options(settings, args);
+    let due = pending_count(store, queue).await?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(counters.clone(), due, quiet);
+    let started = Instant::now();
+    tracing::info!(
+        "sending {:?} to {due} recipient(s) via {}, {} connection(s)",
+        campaign.subject,
+        transport.describe(),
+        options.concurrency
+    );
+    let end = run_queue(
+        store,
+        Arc::new(transport),
+        Arc::new(MessageSource::Campaign(factory)),
+        queue,
+        &options,
+        counters.clone(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await;
+    progress.finish().await;
+    let end = end?;
+    let elapsed = started.elapsed();
+
+    let mut tx = store.begin().await?;
+    let now = now_millis();
+    if end == RunEnd::Drained {
+        deliveries::skip_departed_recipients(&mut tx, campaign.id).await?;
+    }
+    let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
+    let count = |state: &str| counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+    let remaining = count("queued") + count("deferred") + count("sending");
+    match &end {
+        RunEnd::Paused(reason) => {
+            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Paused, Some(reason), now).await?
+        }
+        _ if remaining == 0 => {
+            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Finished, None, now).await?
+        }
+        _ => {}
+    }
+    let next_due = deliveries::next_due_time(&mut tx, campaign.id).await?;
+    tx.commit().await?;
+
+    let (sent, deferred, failed) = counters.snapshot();
+    let rate = sent as f64 / elapsed.as_secs_f64().max(0.001);
+    println!(
+        "this run: sent {sent}, deferred {deferred}, failed {failed} ({} bounced) in {:.1} s ({rate:.0}/s)",
+        counters.bounced.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "campaign {}: {} sent, {} failed, {} skipped (left the list), {} still to go",
+        campaign.id,
+        count("sent"),
+        count("failed"),
+        count("skipped"),
+        remaining
+    );
+    if let Some(dir) = settings.smtp.url.strip_prefix("file://") {
+        println!("messages are in {}", settings.resolve(std::path::Path::new(dir)).display());
+    }
+    match end {
+        RunEnd::Paused(reason) => {
+            eprintln!(
+                "paused: {reason}. The mail server looks broken; check `herald status`, then run `herald send` again to resume"
+            );
+            Err(anyhow::Error::new(UserError(format!("campaign {} paused", campaign.id))))
+        }
+        RunEnd::Interrupted => {
+            eprintln!("interrupted: run `herald send` again to continue where this run stopped");
+            Ok(ExitCode::from(130))
+        }
+        RunEnd::Drained if remaining > 0 => {
+            if let Some(at) = next_due.and_then(chrono::DateTime::from_timestamp_millis) {
+                println!("{remaining} deferred; the next retry is due at {at}; run `herald send` again then");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunEnd::Drained => {
+            println!("finished");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn pending_count(store: &Store, queue: Queue) -> anyhow::Result<u64> {
+    let mut tx = store.begin().await?;
+    let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
+    tx.commit().await?;
+    Ok(counts
+        .iter()
+        .filter(|(s, _)| matches!(s.as_str(), "queued" | "deferred" | "sending"))
+        .map(|(_, n)| *n as u64)
+        .sum())
+}
+
+async fn send_test_copy(
+    settings: &Settings,
+    email: RenderedEmail,
+    web_url: String,
+    transport: &AnyTransport,
+    address: &str,
+) -> anyhow::Result<ExitCode> {
+    let recipient = crate::domain::SubscriberEmail::parse(address).map_err(|e| user_error(e.to_string()))?;
+    let factory = MessageFactory::new(settings, email, web_url)?;
+    let message_id = format!("<herald.test.{}@{}>", uuid::Uuid::new_v4(), factory.from().email.domain());
+    let (envelope, bytes) = factory.build(recipient.as_str(), "test", &message_id)?;
+    let mut connection = transport
+        .connect()
+        .await
+        .map_err(|e| user_error(format!("cannot reach the mail server ({}): {e}", transport.describe())))?;
+    let reply = connection
+        .send(&envelope, &bytes)
+        .await
+        .map_err(|e| user_error(format!("the test copy to {recipient} was refused: {e}")))?;
+    connection.close().await;
+    println!("test copy sent to {recipient}: {} {}", reply.code.unwrap_or(250), reply.text);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dry_run(
+    settings: &Settings,
+    store: &Store,
+    email: RenderedEmail,
+    web_url: String,
+    slug: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut tx = store.begin().await?;
+    let counts = crate::store::subscribers::count_by_state(&mut tx).await?;
+    let existing = campaigns::find_current_campaign(&mut tx, slug).await?;
+    tx.commit().await?;
+    let active = counts.iter().find(|(s, _)| s == "active").map_or(0, |(_, n)| *n);
+    let subject = email.subject.clone();
+    let factory = MessageFactory::new(settings, email, web_url)?;
+    let (_, sample) = factory.build("subscriber@example.com", "dry-run", "<dry-run@example.com>")?;
+    match existing {
+        Some(campaign) => println!(
+            "dry run: campaign {} for {slug} exists ({}); `herald send` would resume it",
+            campaign.id,
+            campaign.state.as_str()
+        ),
+        None => println!("dry run: `herald send` would queue {active} message(s) for {slug}"),
+    }
+    println!(
+        "each about {} KB, subject {:?}, via {}",
+        sample.len() / 1024,
+        subject,
+        transport_from_settings(settings)?.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}

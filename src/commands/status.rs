@@ -1,0 +1,112 @@
+//! `herald status`: where a campaign stands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::user_error;
+use crate::config::Settings;
+use crate::store::campaigns::{self, Campaign};
+use crate::store::deliveries::{self, ErrorGroup, Queue};
+use crate::store::Store;
+
+#[derive(Serialize)]
+struct Status {
+    campaign: i64,
+    issue: String,
+    subject: String,
+    state: &'static str,
+    pause_reason: Option<String>,
+    counts: std::collections::BTreeMap<String, i64>,
+    /// Messages per second between the first and the last accepted one.
+    send_rate: Option<f64>,
+    errors: Vec<ErrorGroup>,
+}
+
+pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&settings.database_path()).await?;
+        let mut tx = store.begin().await?;
+        let campaign: Option<Campaign> = match issue {
+            Some(issue) => {
+                let slug = slug_of(settings, issue)?;
+                campaigns::find_current_campaign(&mut tx, &slug).await?
+            }
+            None => campaigns::find_latest_campaign(&mut tx).await?,
+        };
+        let Some(campaign) = campaign else {
+            return Err(user_error(match issue {
+                Some(issue) => format!("{issue} has not been sent"),
+                None => "nothing has been sent yet".to_string(),
+            }));
+        };
+        let counts = deliveries::count_deliveries_by_state(&mut tx, Queue::Campaign(campaign.id)).await?;
+        let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
+        let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
+        tx.commit().await?;
+        let send_rate = match (first, last) {
+            (Some(first), Some(last)) if last > first => Some(sent as f64 * 1000.0 / (last - first) as f64),
+            _ => None,
+        };
+        let status = Status {
+            campaign: campaign.id,
+            issue: campaign.issue_slug.clone(),
+            subject: campaign.subject.clone(),
+            state: campaign.state.as_str(),
+            pause_reason: campaign.pause_reason.clone(),
+            counts: counts.into_iter().collect(),
+            send_rate,
+            errors,
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            print_status(&status);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// An issue given as a file path (its slug is read from it) or as a slug.
+fn slug_of(settings: &Settings, issue: &str) -> anyhow::Result<String> {
+    let path = Path::new(issue);
+    if path.is_file() {
+        let checked = crate::issue::read_issue(path, &settings.site.base_url)?;
+        let issue = checked
+            .issue
+            .ok_or_else(|| user_error(format!("{issue} has errors; run `herald check {issue}`")))?;
+        Ok(issue.slug.to_string())
+    } else {
+        Ok(issue.to_string())
+    }
+}
+
+fn print_status(status: &Status) {
+    println!("campaign {} · {} · {}", status.campaign, status.issue, status.subject);
+    match &status.pause_reason {
+        Some(reason) => println!("state: {} ({reason})", status.state),
+        None => println!("state: {}", status.state),
+    }
+    for state in ["queued", "sending", "sent", "deferred", "failed", "skipped"] {
+        println!("  {state:<9} {}", status.counts.get(state).copied().unwrap_or(0));
+    }
+    if let Some(rate) = status.send_rate {
+        println!("send rate: {rate:.0} messages/s");
+    }
+    if !status.errors.is_empty() {
+        println!("most common errors:");
+        for group in &status.errors {
+            println!(
+                "  {:>6} × {} {} {} {}",
+                group.count,
+                group.state,
+                group.code.map(|c| c.to_string()).unwrap_or_default(),
+                group.enhanced_code.as_deref().unwrap_or(""),
+                group.reply.as_deref().unwrap_or("")
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Delivering mail: a durable per-recipient queue in the store, a small
+//! transport trait (SMTP, file outbox, stub), retry decisions in one place,
+//! and workers that claim, send and record in batches.
+
+pub mod lock;
+pub mod message;
+pub mod progress;
+pub mod retry;
+pub mod smtp;
+pub mod transport;
+pub mod worker;
+
+pub use transport::{AnyTransport, Connection, SendError, Transport};

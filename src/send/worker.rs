@@ -1,0 +1,418 @@
+//! Workers: claim due deliveries, send them over reused connections, record
+//! the outcomes in batched transactions.
+//!
+//! The pipeline for a campaign: one claimer feeds a bounded channel; one
+//! task per SMTP connection takes jobs from it; one recorder commits the
+//! results a batch at a time and wakes the claimer when retries come due.
+//! [`send_next_batch`] is the same work done one batch at a time on one
+//! connection: the step tests drive, and what the transactional mail
+//! worker runs.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::address::Envelope;
+use tokio::sync::{mpsc, Notify};
+
+use super::message::MessageFactory;
+use super::retry::{decide, Decision, RetryPolicy};
+use super::transport::{Connection, SendError, Transport};
+use crate::store::deliveries::{self, ClaimedDelivery, Queue, Reply};
+use crate::store::{now_millis, subscribers, Store};
+
+/// Turns a claimed row into the bytes to send.
+pub enum MessageSource {
+    /// Issue mail: personalised from the campaign's rendered email.
+    Campaign(MessageFactory),
+    /// Transactional mail: the row carries its finished message.
+    Prebuilt { from: lettre::Address },
+}
+
+impl MessageSource {
+    fn build(&self, delivery: &ClaimedDelivery) -> Result<(Envelope, Vec<u8>), SendError> {
+        match self {
+            MessageSource::Campaign(factory) => {
+                let token = delivery.unsubscribe_token.as_deref().unwrap_or("missing");
+                factory
+                    .build(&delivery.recipient, token, &delivery.message_id)
+                    .map_err(|e| SendError::permanent(format!("building the message: {e:#}")))
+            }
+            MessageSource::Prebuilt { from } => {
+                let payload = delivery
+                    .payload
+                    .clone()
+                    .ok_or_else(|| SendError::permanent("transactional delivery without a message"))?;
+                let to: lettre::Address = delivery
+                    .recipient
+                    .parse()
+                    .map_err(|e| SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient)))?;
+                let envelope = Envelope::new(Some(from.clone()), vec![to])
+                    .map_err(|e| SendError::permanent(format!("envelope: {e}")))?;
+                Ok((envelope, payload))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    pub concurrency: usize,
+    /// Messages per second over all connections; 0 is unlimited.
+    pub rate: u32,
+    pub batch_size: i64,
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+    pub failure_window: usize,
+    pub failure_threshold: f64,
+}
+
+/// Running totals of one run, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub deferred: AtomicU64,
+    pub failed: AtomicU64,
+    pub bounced: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.deferred.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+enum Attempt {
+    Sent(Reply),
+    Failed(SendError),
+    /// Not attempted: the run is stopping. The claim is given back.
+    Released,
+}
+
+struct AttemptResult {
+    delivery: ClaimedDelivery,
+    attempt: Attempt,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Nothing is due any more (deferred rows may come due later).
+    Drained,
+    /// Too many failures in the window: the server looks broken.
+    Paused(String),
+    /// Stopped from outside (Ctrl-C).
+    Interrupted,
+}
+
+/// Records a batch of results in one transaction and updates counters.
+/// Returns how many attempts failed, for the failure window.
+async fn record_results(
+    store: &Store,
+    results: &[AttemptResult],
+    policy: &RetryPolicy,
+    counters: &Counters,
+) -> anyhow::Result<Vec<bool>> {
+    let now = now_millis();
+    let mut tx = store.begin().await?;
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        let delivery = &result.delivery;
+        match &result.attempt {
+            Attempt::Sent(reply) => {
+                deliveries::mark_sent(&mut tx, delivery.id, reply, now).await?;
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+                outcomes.push(true);
+            }
+            Attempt::Failed(error) => {
+                match decide(error, delivery.attempts, delivery.first_attempt_at, now, policy) {
+                    Decision::Defer { at } => {
+                        deliveries::mark_deferred(&mut tx, delivery.id, &error.reply, at).await?;
+                        counters.deferred.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Decision::Fail { bounce, gave_up } => {
+                        let mut reply = error.reply.clone();
+                        if gave_up {
+                            reply.text = format!("gave up retrying: {}", reply.text);
+                        }
+                        deliveries::mark_failed(&mut tx, delivery.id, &reply).await?;
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        if let (true, Some(subscriber)) = (bounce, delivery.subscriber_id) {
+                            if subscribers::mark_bounced(&mut tx, subscriber, now).await? {
+                                let reason = format!("bounced: {error}");
+                                subscribers::record_event(
+                                    &mut tx,
+                                    subscriber,
+                                    subscribers::SubscriberState::Bounced,
+                                    &reason,
+                                    now,
+                                )
+                                .await?;
+                                counters.bounced.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                outcomes.push(false);
+            }
+            Attempt::Released => deliveries::release_claim(&mut tx, delivery.id).await?,
+        }
+    }
+    tx.commit().await.context("recording delivery outcomes")?;
+    Ok(outcomes)
+}
+
+async fn claim_batch(store: &Store, queue: Queue, options: &SendOptions) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    let now = now_millis();
+    let lease_until = now + i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut tx = store.begin().await?;
+    let mut claimed = deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size).await?;
+    if matches!(queue, Queue::Campaign(_)) {
+        deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
+    }
+    tx.commit().await.context("claiming deliveries")?;
+    Ok(claimed)
+}
+
+/// Sends one message on `connection`, opening it first if needed. A broken
+/// connection is dropped so the next attempt opens a fresh one.
+async fn attempt<T: Transport>(
+    transport: &T,
+    connection: &mut Option<T::Connection>,
+    source: &MessageSource,
+    delivery: &ClaimedDelivery,
+) -> Attempt {
+    let (envelope, bytes) = match source.build(delivery) {
+        Ok(built) => built,
+        Err(e) => return Attempt::Failed(e),
+    };
+    if connection.as_ref().is_none_or(|c| c.is_broken()) {
+        *connection = None;
+        match transport.connect().await {
+            Ok(c) => *connection = Some(c),
+            Err(e) => return Attempt::Failed(e),
+        }
+    }
+    let conn = connection.as_mut().expect("connected above");
+    match conn.send(&envelope, &bytes).await {
+        Ok(reply) => Attempt::Sent(reply),
+        Err(e) => {
+            if e.connection_lost {
+                *connection = None;
+            }
+            Attempt::Failed(e)
+        }
+    }
+}
+
+/// What one [`send_next_batch`] step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Idle,
+    Worked { sent: u64, failed_attempts: u64 },
+}
+
+/// Claims one batch, sends it on one connection, records the outcomes.
+pub async fn send_next_batch<T: Transport>(
+    store: &Store,
+    transport: &T,
+    connection: &mut Option<T::Connection>,
+    source: &MessageSource,
+    queue: Queue,
+    options: &SendOptions,
+    counters: &Counters,
+) -> anyhow::Result<Outcome> {
+    let claimed = claim_batch(store, queue, options).await?;
+    if claimed.is_empty() {
+        return Ok(Outcome::Idle);
+    }
+    let mut results = Vec::with_capacity(claimed.len());
+    for delivery in claimed {
+        let attempt = attempt(transport, connection, source, &delivery).await;
+        results.push(AttemptResult { delivery, attempt });
+    }
+    let outcomes = record_results(store, &results, &options.retry, counters).await?;
+    let sent = outcomes.iter().filter(|ok| **ok).count() as u64;
+    Ok(Outcome::Worked {
+        sent,
+        failed_attempts: outcomes.len() as u64 - sent,
+    })
+}
+
+/// Shared between the claimer, the workers and the recorder of one run.
+struct RunState {
+    stop: AtomicBool,
+    end: Mutex<Option<RunEnd>>,
+    in_flight: AtomicUsize,
+    recorded: Notify,
+}
+
+impl RunState {
+    fn stop_with(&self, end: RunEnd) {
+        let mut slot = self.end.lock().expect("run state lock");
+        if slot.is_none() {
+            *slot = Some(end);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.recorded.notify_waiters();
+    }
+}
+
+/// Runs a queue until nothing is due, the failure rate pauses it, or
+/// `interrupt` fires. Deliveries are claimed in batches, sent over
+/// `options.concurrency` reused connections and recorded in batches.
+pub async fn run_queue<T: Transport>(
+    store: &Store,
+    transport: Arc<T>,
+    source: Arc<MessageSource>,
+    queue: Queue,
+    options: &SendOptions,
+    counters: Arc<Counters>,
+    interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunEnd> {
+    let state = Arc::new(RunState {
+        stop: AtomicBool::new(false),
+        end: Mutex::new(None),
+        in_flight: AtomicUsize::new(0),
+        recorded: Notify::new(),
+    });
+    let concurrency = options.concurrency.max(1);
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> = NonZeroU32::new(options.rate).map(|rate| {
+        // A burst of one: the rate holds over any window, not just on average.
+        let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+        let quota = Quota::with_period(period).expect("non-zero period").allow_burst(NonZeroU32::MIN);
+        Arc::new(RateLimiter::direct(quota))
+    });
+    let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
+    let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
+    let (results_tx, mut results_rx) = mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
+
+    let interrupt_state = state.clone();
+    let interrupt_task = tokio::spawn(async move {
+        interrupt.await;
+        interrupt_state.stop_with(RunEnd::Interrupted);
+    });
+
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (transport, source, jobs_rx, results_tx, state, limiter) = (
+            transport.clone(),
+            source.clone(),
+            jobs_rx.clone(),
+            results_tx.clone(),
+            state.clone(),
+            limiter.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut connection: Option<T::Connection> = None;
+            loop {
+                let job = jobs_rx.lock().await.recv().await;
+                let Some(delivery) = job else { break };
+                let attempt = if state.stop.load(Ordering::SeqCst) {
+                    Attempt::Released
+                } else {
+                    if let Some(limiter) = &limiter {
+                        limiter.until_ready().await;
+                    }
+                    attempt(&*transport, &mut connection, &source, &delivery).await
+                };
+                if results_tx.send(AttemptResult { delivery, attempt }).await.is_err() {
+                    break;
+                }
+            }
+            if let Some(connection) = connection {
+                connection.close().await;
+            }
+        }));
+    }
+    drop(results_tx);
+
+    let recorder_state = state.clone();
+    let recorder_store = store.clone();
+    let policy = options.retry;
+    let (window_size, threshold) = (options.failure_window.max(1), options.failure_threshold);
+    let recorder_counters = counters.clone();
+    let recorder = tokio::spawn(async move {
+        let mut window: VecDeque<bool> = VecDeque::with_capacity(window_size);
+        let mut failures_in_window = 0usize;
+        let mut buffer = Vec::new();
+        while let Some(first) = results_rx.recv().await {
+            buffer.push(first);
+            // Gather what else is ready, up to a bounded batch, so one
+            // commit covers many messages without delaying any for long.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+            while buffer.len() < 500 {
+                match tokio::time::timeout_at(deadline, results_rx.recv()).await {
+                    Ok(Some(result)) => buffer.push(result),
+                    _ => break,
+                }
+            }
+            let outcomes = record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
+            recorder_state.in_flight.fetch_sub(buffer.len(), Ordering::SeqCst);
+            buffer.clear();
+            for ok in outcomes {
+                window.push_back(ok);
+                if !ok {
+                    failures_in_window += 1;
+                }
+                if window.len() > window_size && !window.pop_front().expect("non-empty") {
+                    failures_in_window -= 1;
+                }
+            }
+            if window.len() >= window_size && failures_in_window as f64 / window.len() as f64 > threshold {
+                recorder_state.stop_with(RunEnd::Paused(format!(
+                    "{failures_in_window} of the last {} attempts failed (threshold {:.0}%)",
+                    window.len(),
+                    threshold * 100.0
+                )));
+            }
+            recorder_state.recorded.notify_waiters();
+        }
+        anyhow::Ok(())
+    });
+
+    // The claimer runs here.
+    let claim_result: anyhow::Result<()> = async {
+        loop {
+            let recorded = state.recorded.notified();
+            if state.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let batch = claim_batch(store, queue, options).await?;
+            if batch.is_empty() {
+                if state.in_flight.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                recorded.await;
+                continue;
+            }
+            state.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
+            for delivery in batch {
+                if jobs_tx.send(delivery).await.is_err() {
+                    anyhow::bail!("all send workers stopped");
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(jobs_tx);
+    for worker in workers {
+        worker.await.context("send worker panicked")?;
+    }
+    recorder.await.context("recorder panicked")??;
+    interrupt_task.abort();
+    claim_result?;
+    let end = state.end.lock().expect("run state lock").clone();
+    Ok(end.unwrap_or(RunEnd::Drained))
+}
