@@ -30,6 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
         Command::Send(args) => commands::send::run(&load()?, &args, cli.quiet),
         Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),
+        Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod init;
 pub mod preview;
 pub mod send;
 pub mod status;
+pub mod subscribers;
 
 use std::path::Path;
 use std::process::ExitCode;
