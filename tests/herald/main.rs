@@ -4,3 +4,5 @@ mod check;
 mod helpers;
 mod preview;
 mod snapshots;
+mod subscribe_web;
+mod subscriber_app;
