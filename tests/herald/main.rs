@@ -6,3 +6,4 @@ mod preview;
 mod snapshots;
 mod subscribe_web;
 mod subscriber_app;
+mod subscribers_cli;
