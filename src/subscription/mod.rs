@@ -210,6 +210,8 @@ impl Subscriptions {
             }
             SubscriberState::Unsubscribed | SubscriberState::Bounced if from_form => {
                 subscribers::resubscribe(tx, existing.id, request.consent, now).await?;
+                // A link mailed for an earlier sign-up confirms only that one.
+                confirmation_tokens::use_all_confirmation_tokens(tx, existing.id, now).await?;
                 subscribers::record_event(
                     tx,
                     existing.id,

@@ -7,3 +7,4 @@ mod snapshots;
 mod subscribe_web;
 mod subscriber_app;
 mod subscribers_cli;
+mod subscription_props;
