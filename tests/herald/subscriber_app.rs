@@ -124,8 +124,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let port = listener.local_addr().unwrap().port();
     let base_url = format!("http://127.0.0.1:{port}/");
 
-    let mut settings = Settings::default();
-    settings.root = dir.path().to_path_buf();
+    let mut settings = Settings {
+        root: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
     settings.paths.database = dir.path().join("herald.db");
     settings.site.base_url = base_url.parse().unwrap();
     settings.site.language = options.language.into();
