@@ -50,9 +50,12 @@ pub struct SendArgs {
 pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTransport> {
     let url = settings.smtp.url.trim();
     if let Some(path) = url.strip_prefix("file://") {
-        return Ok(AnyTransport::File(FileOutbox::new(settings.resolve(std::path::Path::new(path)))));
+        return Ok(AnyTransport::File(FileOutbox::new(
+            settings.resolve(std::path::Path::new(path)),
+        )));
     }
-    let parsed = url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
     let target = SmtpTarget::from_url(
         &parsed,
         settings.smtp.username.as_deref(),
@@ -107,7 +110,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     }
 
     let Some(_lock) = QueueLock::try_acquire(&settings.database_path(), "send")? else {
-        return Err(user_error("another `herald send` is running on this database; wait for it to finish"));
+        return Err(user_error(
+            "another `herald send` is running on this database; wait for it to finish",
+        ));
     };
 
     // Nothing is touched until the server has answered once: with the server
@@ -126,7 +131,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     if args.force_new {
         let retired = campaigns::retire_campaigns(&mut tx, issue.slug.as_str()).await?;
         if retired > 0 {
-            tracing::info!("--force-new: starting a new campaign; the previous one is kept for the record");
+            tracing::info!(
+                "--force-new: starting a new campaign; the previous one is kept for the record"
+            );
         }
     }
     let campaign = match campaigns::find_current_campaign(&mut tx, issue.slug.as_str()).await? {
@@ -153,7 +160,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
                 text: &text,
             };
             let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
-            let recipients = campaigns::snapshot_recipients(&mut tx, id, from.from().email.domain(), now).await?;
+            let recipients =
+                campaigns::snapshot_recipients(&mut tx, id, from.from().email.domain(), now)
+                    .await?;
             tracing::info!("campaign {id}: {recipients} active subscriber(s) queued");
             campaigns::find_current_campaign(&mut tx, issue.slug.as_str())
                 .await?
@@ -165,7 +174,10 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         eprintln!(
             "resuming paused campaign {} ({})",
             campaign.id,
-            campaign.pause_reason.as_deref().unwrap_or("no reason recorded")
+            campaign
+                .pause_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
         );
     }
     campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Sending, None, now).await?;
@@ -204,7 +216,7 @@ async fn run_campaign(
     let end = run_queue(
         store,
         Arc::new(transport),
-        Arc::new(MessageSource::Campaign(factory)),
+        Arc::new(MessageSource::Campaign(Box::new(factory))),
         queue,
         &options,
         counters.clone(),
@@ -223,14 +235,27 @@ async fn run_campaign(
         deliveries::skip_departed_recipients(&mut tx, campaign.id).await?;
     }
     let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
-    let count = |state: &str| counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+    let count = |state: &str| {
+        counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n)
+    };
     let remaining = count("queued") + count("deferred") + count("sending");
     match &end {
         RunEnd::Paused(reason) => {
-            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Paused, Some(reason), now).await?
+            campaigns::set_campaign_state(
+                &mut tx,
+                campaign.id,
+                CampaignState::Paused,
+                Some(reason),
+                now,
+            )
+            .await?
         }
         _ if remaining == 0 => {
-            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Finished, None, now).await?
+            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Finished, None, now)
+                .await?
         }
         _ => {}
     }
@@ -253,14 +278,20 @@ async fn run_campaign(
         remaining
     );
     if let Some(dir) = settings.smtp.url.strip_prefix("file://") {
-        println!("messages are in {}", settings.resolve(std::path::Path::new(dir)).display());
+        println!(
+            "messages are in {}",
+            settings.resolve(std::path::Path::new(dir)).display()
+        );
     }
     match end {
         RunEnd::Paused(reason) => {
             eprintln!(
                 "paused: {reason}. The mail server looks broken; check `herald status`, then run `herald send` again to resume"
             );
-            Err(anyhow::Error::new(UserError(format!("campaign {} paused", campaign.id))))
+            Err(anyhow::Error::new(UserError(format!(
+                "campaign {} paused",
+                campaign.id
+            ))))
         }
         RunEnd::Interrupted => {
             eprintln!("interrupted: run `herald send` again to continue where this run stopped");
@@ -297,20 +328,31 @@ async fn send_test_copy(
     transport: &AnyTransport,
     address: &str,
 ) -> anyhow::Result<ExitCode> {
-    let recipient = crate::domain::SubscriberEmail::parse(address).map_err(|e| user_error(e.to_string()))?;
+    let recipient =
+        crate::domain::SubscriberEmail::parse(address).map_err(|e| user_error(e.to_string()))?;
     let factory = MessageFactory::new(settings, email, web_url)?;
-    let message_id = format!("<herald.test.{}@{}>", uuid::Uuid::new_v4(), factory.from().email.domain());
+    let message_id = format!(
+        "<herald.test.{}@{}>",
+        uuid::Uuid::new_v4(),
+        factory.from().email.domain()
+    );
     let (envelope, bytes) = factory.build(recipient.as_str(), "test", &message_id)?;
-    let mut connection = transport
-        .connect()
-        .await
-        .map_err(|e| user_error(format!("cannot reach the mail server ({}): {e}", transport.describe())))?;
+    let mut connection = transport.connect().await.map_err(|e| {
+        user_error(format!(
+            "cannot reach the mail server ({}): {e}",
+            transport.describe()
+        ))
+    })?;
     let reply = connection
         .send(&envelope, &bytes)
         .await
         .map_err(|e| user_error(format!("the test copy to {recipient} was refused: {e}")))?;
     connection.close().await;
-    println!("test copy sent to {recipient}: {} {}", reply.code.unwrap_or(250), reply.text);
+    println!(
+        "test copy sent to {recipient}: {} {}",
+        reply.code.unwrap_or(250),
+        reply.text
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -325,10 +367,14 @@ async fn dry_run(
     let counts = crate::store::subscribers::count_by_state(&mut tx).await?;
     let existing = campaigns::find_current_campaign(&mut tx, slug).await?;
     tx.commit().await?;
-    let active = counts.iter().find(|(s, _)| s == "active").map_or(0, |(_, n)| *n);
+    let active = counts
+        .iter()
+        .find(|(s, _)| s == "active")
+        .map_or(0, |(_, n)| *n);
     let subject = email.subject.clone();
     let factory = MessageFactory::new(settings, email, web_url)?;
-    let (_, sample) = factory.build("subscriber@example.com", "dry-run", "<dry-run@example.com>")?;
+    let (_, sample) =
+        factory.build("subscriber@example.com", "dry-run", "<dry-run@example.com>")?;
     match existing {
         Some(campaign) => println!(
             "dry run: campaign {} for {slug} exists ({}); `herald send` would resume it",

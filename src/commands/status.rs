@@ -43,12 +43,15 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
                 None => "nothing has been sent yet".to_string(),
             }));
         };
-        let counts = deliveries::count_deliveries_by_state(&mut tx, Queue::Campaign(campaign.id)).await?;
+        let counts =
+            deliveries::count_deliveries_by_state(&mut tx, Queue::Campaign(campaign.id)).await?;
         let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
         let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
         tx.commit().await?;
         let send_rate = match (first, last) {
-            (Some(first), Some(last)) if last > first => Some(sent as f64 * 1000.0 / (last - first) as f64),
+            (Some(first), Some(last)) if last > first => {
+                Some(sent as f64 * 1000.0 / (last - first) as f64)
+            }
             _ => None,
         };
         let status = Status {
@@ -85,13 +88,19 @@ fn slug_of(settings: &Settings, issue: &str) -> anyhow::Result<String> {
 }
 
 fn print_status(status: &Status) {
-    println!("campaign {} · {} · {}", status.campaign, status.issue, status.subject);
+    println!(
+        "campaign {} · {} · {}",
+        status.campaign, status.issue, status.subject
+    );
     match &status.pause_reason {
         Some(reason) => println!("state: {} ({reason})", status.state),
         None => println!("state: {}", status.state),
     }
     for state in ["queued", "sending", "sent", "deferred", "failed", "skipped"] {
-        println!("  {state:<9} {}", status.counts.get(state).copied().unwrap_or(0));
+        println!(
+            "  {state:<9} {}",
+            status.counts.get(state).copied().unwrap_or(0)
+        );
     }
     if let Some(rate) = status.send_rate {
         println!("send rate: {rate:.0} messages/s");

@@ -4,7 +4,9 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use lettre::address::Envelope;
-use lettre::message::dkim::{DkimCanonicalization, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+};
 use lettre::message::header::HeaderName;
 use lettre::message::Mailbox;
 use url::Url;
@@ -28,16 +30,20 @@ pub struct MessageFactory {
 
 impl MessageFactory {
     pub fn new(settings: &Settings, email: RenderedEmail, web_url: String) -> anyhow::Result<Self> {
-        let from: Mailbox = settings
-            .mail
-            .from
-            .parse()
-            .with_context(|| format!("[mail] from = {:?} is not a valid address", settings.mail.from))?;
+        let from: Mailbox = settings.mail.from.parse().with_context(|| {
+            format!(
+                "[mail] from = {:?} is not a valid address",
+                settings.mail.from
+            )
+        })?;
         let reply_to = settings
             .mail
             .reply_to
             .as_deref()
-            .map(|r| r.parse().with_context(|| format!("[mail] reply_to = {r:?} is not a valid address")))
+            .map(|r| {
+                r.parse()
+                    .with_context(|| format!("[mail] reply_to = {r:?} is not a valid address"))
+            })
             .transpose()?;
         Ok(MessageFactory {
             email,
@@ -64,7 +70,12 @@ impl MessageFactory {
     }
 
     /// One recipient's message, signed when DKIM is configured.
-    pub fn build(&self, recipient: &str, unsubscribe_token: &str, message_id: &str) -> anyhow::Result<(Envelope, Vec<u8>)> {
+    pub fn build(
+        &self,
+        recipient: &str,
+        unsubscribe_token: &str,
+        message_id: &str,
+    ) -> anyhow::Result<(Envelope, Vec<u8>)> {
         let unsubscribe_url = self.unsubscribe_url(unsubscribe_token);
         let to: Mailbox = recipient
             .parse()
@@ -97,19 +108,25 @@ impl MessageFactory {
 /// lettre's default list leaves out and Gmail wants covered.
 fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
     let send = &settings.send;
-    let (Some(selector), Some(domain), Some(key_file)) = (&send.dkim_selector, &send.dkim_domain, &send.dkim_key_file)
+    let (Some(selector), Some(domain), Some(key_file)) =
+        (&send.dkim_selector, &send.dkim_domain, &send.dkim_key_file)
     else {
         return Ok(None);
     };
     let path = settings.resolve(key_file);
-    let pem = std::fs::read_to_string(&path).with_context(|| format!("reading DKIM key {}", path.display()))?;
+    let pem = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading DKIM key {}", path.display()))?;
     let algorithm = if pem.contains("RSA PRIVATE KEY") {
         DkimSigningAlgorithm::Rsa
     } else {
         DkimSigningAlgorithm::Ed25519
     };
-    let key = DkimSigningKey::new(pem.trim(), algorithm)
-        .map_err(|e| anyhow::anyhow!("DKIM key {}: {e:?} (RSA: PKCS#1 PEM; Ed25519: base64 of the 32-byte key)", path.display()))?;
+    let key = DkimSigningKey::new(pem.trim(), algorithm).map_err(|e| {
+        anyhow::anyhow!(
+            "DKIM key {}: {e:?} (RSA: PKCS#1 PEM; Ed25519: base64 of the 32-byte key)",
+            path.display()
+        )
+    })?;
     let headers = [
         "From",
         "To",

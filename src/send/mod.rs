@@ -4,6 +4,7 @@
 
 pub mod lock;
 pub mod message;
+pub mod outbox;
 pub mod progress;
 pub mod retry;
 pub mod smtp;

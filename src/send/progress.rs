@@ -32,7 +32,11 @@ impl Progress {
                 bar
             });
             let started = Instant::now();
-            let tick = if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) };
+            let tick = if terminal {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(5)
+            };
             loop {
                 let done = tokio::select! {
                     _ = tokio::time::sleep(tick) => false,

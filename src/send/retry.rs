@@ -37,14 +37,22 @@ pub enum Decision {
 /// with ±20% jitter so a throttled batch does not come back as one burst;
 /// a delivery still failing `give_up_after` past its first attempt fails.
 /// Permanent errors fail at once, and a bad mailbox (5.1.x) bounces.
-pub fn decide(error: &SendError, attempts: i64, first_attempt_at: Millis, now: Millis, policy: &RetryPolicy) -> Decision {
+pub fn decide(
+    error: &SendError,
+    attempts: i64,
+    first_attempt_at: Millis,
+    now: Millis,
+    policy: &RetryPolicy,
+) -> Decision {
     if error.is_permanent() {
         return Decision::Fail {
             bounce: error.is_bad_mailbox(),
             gave_up: false,
         };
     }
-    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(30);
     let base = policy
         .first_delay
         .saturating_mul(2u32.saturating_pow(doublings))
@@ -90,12 +98,17 @@ mod tests {
     fn transient_errors_back_off_exponentially_with_jitter_and_a_cap() {
         let now = 1_000_000_000;
         for (attempts, base_secs) in [(1, 300), (2, 600), (3, 1200), (10, 4 * 3600)] {
-            let Decision::Defer { at } = decide(&reply(451, Some("4.7.1")), attempts, now, now, &policy()) else {
+            let Decision::Defer { at } =
+                decide(&reply(451, Some("4.7.1")), attempts, now, now, &policy())
+            else {
                 panic!("deferred expected");
             };
             let delay = (at - now) as f64 / 1000.0;
             let base = base_secs as f64;
-            assert!(delay >= base * 0.8 && delay <= base * 1.2, "attempt {attempts}: {delay}");
+            assert!(
+                delay >= base * 0.8 && delay <= base * 1.2,
+                "attempt {attempts}: {delay}"
+            );
         }
     }
 
@@ -105,7 +118,10 @@ mod tests {
         let now = 2 * 24 * 3600 * 1000 - 60_000; // a minute before the limit
         assert_eq!(
             decide(&reply(421, None), 12, first, now, &policy()),
-            Decision::Fail { bounce: false, gave_up: true }
+            Decision::Fail {
+                bounce: false,
+                gave_up: true
+            }
         );
     }
 
@@ -113,11 +129,17 @@ mod tests {
     fn permanent_errors_fail_at_once_and_bad_mailboxes_bounce() {
         assert_eq!(
             decide(&reply(550, Some("5.1.1")), 1, 0, 0, &policy()),
-            Decision::Fail { bounce: true, gave_up: false }
+            Decision::Fail {
+                bounce: true,
+                gave_up: false
+            }
         );
         assert_eq!(
             decide(&reply(554, Some("5.7.1")), 1, 0, 0, &policy()),
-            Decision::Fail { bounce: false, gave_up: false }
+            Decision::Fail {
+                bounce: false,
+                gave_up: false
+            }
         );
     }
 }

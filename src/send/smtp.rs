@@ -46,26 +46,46 @@ pub struct SmtpTarget {
 
 impl SmtpTarget {
     /// Parses `smtp://[user@]host[:port][?tls=required|none]` or `smtps://`.
-    pub fn from_url(url: &Url, username: Option<&str>, password: Option<&Secret>, timeout: Duration) -> Result<Self, String> {
+    pub fn from_url(
+        url: &Url,
+        username: Option<&str>,
+        password: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let (tls, default_port) = match url.scheme() {
             "smtps" => (TlsMode::Implicit, 465),
             "smtp" => (TlsMode::Opportunistic, 25),
             other => return Err(format!("unsupported SMTP scheme {other:?}")),
         };
-        let tls = match url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned()) {
+        let tls = match url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned())
+        {
             None => tls,
             Some(v) if v == "required" && tls != TlsMode::Implicit => TlsMode::Required,
             Some(v) if v == "none" && tls != TlsMode::Implicit => TlsMode::None,
-            Some(v) => return Err(format!("tls={v} is not one of required, none (for smtp://)")),
+            Some(v) => {
+                return Err(format!(
+                    "tls={v} is not one of required, none (for smtp://)"
+                ))
+            }
         };
-        let host = url.host_str().ok_or("the SMTP URL has no host")?.to_string();
+        let host = url
+            .host_str()
+            .ok_or("the SMTP URL has no host")?
+            .to_string();
         let user = Some(url.username()).filter(|u| !u.is_empty()).or(username);
         if url.password().is_some() {
             return Err("put the SMTP password in HERALD_SMTP_PASSWORD, not in the URL".into());
         }
         let credentials = match (user, password) {
             (Some(user), Some(password)) => Some((user.to_string(), password.clone())),
-            (Some(user), None) => return Err(format!("SMTP user {user:?} is set but HERALD_SMTP_PASSWORD is not")),
+            (Some(user), None) => {
+                return Err(format!(
+                    "SMTP user {user:?} is set but HERALD_SMTP_PASSWORD is not"
+                ))
+            }
             _ => None,
         };
         Ok(SmtpTarget {
@@ -91,13 +111,20 @@ impl SmtpTarget {
     pub async fn connect(self: &Arc<Self>) -> Result<SmtpConnection, SendError> {
         tokio::time::timeout(self.timeout, self.connect_inner())
             .await
-            .unwrap_or_else(|_| Err(SendError::transient(format!("connecting to {}:{} timed out", self.host, self.port))))
+            .unwrap_or_else(|_| {
+                Err(SendError::transient(format!(
+                    "connecting to {}:{} timed out",
+                    self.host, self.port
+                )))
+            })
     }
 
     async fn connect_inner(self: &Arc<Self>) -> Result<SmtpConnection, SendError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| SendError::transient(format!("connecting to {}:{}: {e}", self.host, self.port)))?;
+            .map_err(|e| {
+                SendError::transient(format!("connecting to {}:{}: {e}", self.host, self.port))
+            })?;
         tcp.set_nodelay(true)
             .map_err(|e| SendError::transient(format!("setting TCP_NODELAY: {e}")))?;
         let mut connection = match self.tls {
@@ -112,9 +139,15 @@ impl SmtpTarget {
         if wants_starttls && connection.can_starttls() {
             let parameters = TlsParameters::new(self.host.clone())
                 .map_err(|e| SendError::transient(format!("TLS setup: {e}")))?;
-            connection.starttls(parameters, &self.hello).await.map_err(classify)?;
+            connection
+                .starttls(parameters, &self.hello)
+                .await
+                .map_err(classify)?;
         } else if self.tls == TlsMode::Required {
-            return Err(SendError::transient(format!("{} does not offer STARTTLS", self.host)));
+            return Err(SendError::transient(format!(
+                "{} does not offer STARTTLS",
+                self.host
+            )));
         }
         if let Some((user, password)) = &self.credentials {
             let credentials = Credentials::new(user.clone(), password.expose().to_string());
@@ -143,8 +176,10 @@ async fn implicit_tls(
         .map_err(|e| SendError::transient(format!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| SendError::permanent(format!("{host:?} is not a valid TLS server name: {e}")))?;
+    let name =
+        tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+            SendError::permanent(format!("{host:?} is not a valid TLS server name: {e}"))
+        })?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -181,7 +216,10 @@ impl tokio::io::AsyncWrite for ImplicitTls {
         std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_flush(cx)
     }
 
@@ -252,7 +290,10 @@ fn split_enhanced_code(text: &str) -> (Option<String>, String) {
                 .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
     };
     if is_enhanced {
-        (Some(first.to_string()), parts.next().unwrap_or("").trim().to_string())
+        (
+            Some(first.to_string()),
+            parts.next().unwrap_or("").trim().to_string(),
+        )
     } else {
         (None, text.trim().to_string())
     }
@@ -291,7 +332,11 @@ fn classify(error: lettre::transport::smtp::Error) -> SendError {
         SendError {
             permanent: false,
             reply: Reply {
-                text: if code.is_some() { reply.text } else { error.to_string() },
+                text: if code.is_some() {
+                    reply.text
+                } else {
+                    error.to_string()
+                },
                 ..reply
             },
             connection_lost: true,
@@ -315,13 +360,21 @@ mod tests {
 
     #[test]
     fn urls_parse_into_targets() {
-        let t = |u: &str| SmtpTarget::from_url(&Url::parse(u).unwrap(), None, None, Duration::from_secs(5));
+        let t = |u: &str| {
+            SmtpTarget::from_url(&Url::parse(u).unwrap(), None, None, Duration::from_secs(5))
+        };
         let target = t("smtps://mail.example.com").unwrap();
         assert_eq!((target.port, target.tls), (465, TlsMode::Implicit));
         let target = t("smtp://127.0.0.1:2525?tls=none").unwrap();
         assert_eq!((target.port, target.tls), (2525, TlsMode::None));
-        assert!(t("smtp://user:pw@mail.example.com").is_err(), "password in URL");
-        assert!(t("smtp://user@mail.example.com").is_err(), "user without password");
+        assert!(
+            t("smtp://user:pw@mail.example.com").is_err(),
+            "password in URL"
+        );
+        assert!(
+            t("smtp://user@mail.example.com").is_err(),
+            "user without password"
+        );
         let password = Secret::new("pw");
         let with = SmtpTarget::from_url(
             &Url::parse("smtp://user@mail.example.com:587?tls=required").unwrap(),

@@ -61,8 +61,13 @@ impl SendError {
     /// go there either.
     pub fn is_bad_mailbox(&self) -> bool {
         self.permanent
-            && (self.reply.enhanced_code.as_deref().is_some_and(|c| c.starts_with("5.1."))
-                || matches!(self.reply.code, Some(550 | 551 | 553)) && self.reply.enhanced_code.is_none())
+            && (self
+                .reply
+                .enhanced_code
+                .as_deref()
+                .is_some_and(|c| c.starts_with("5.1."))
+                || matches!(self.reply.code, Some(550 | 551 | 553))
+                    && self.reply.enhanced_code.is_none())
     }
 
     fn describe(&self) -> String {
@@ -82,7 +87,11 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 pub trait Connection: Send + 'static {
-    fn send(&mut self, envelope: &Envelope, message: &[u8]) -> impl Future<Output = Result<Reply, SendError>> + Send;
+    fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> impl Future<Output = Result<Reply, SendError>> + Send;
     fn is_broken(&self) -> bool;
     fn close(self) -> impl Future<Output = ()> + Send;
 }
@@ -116,11 +125,13 @@ impl Transport for AnyTransport {
 
     async fn connect(&self) -> Result<AnyConnection, SendError> {
         match self {
-            AnyTransport::Smtp(target) => Ok(AnyConnection::Smtp(Box::new(target.connect().await?))),
+            AnyTransport::Smtp(target) => {
+                Ok(AnyConnection::Smtp(Box::new(target.connect().await?)))
+            }
             AnyTransport::File(outbox) => {
-                tokio::fs::create_dir_all(&outbox.dir)
-                    .await
-                    .map_err(|e| SendError::transient(format!("creating {}: {e}", outbox.dir.display())))?;
+                tokio::fs::create_dir_all(&outbox.dir).await.map_err(|e| {
+                    SendError::transient(format!("creating {}: {e}", outbox.dir.display()))
+                })?;
                 Ok(AnyConnection::File(outbox.clone()))
             }
             AnyTransport::Stub => Ok(AnyConnection::Stub),
@@ -177,7 +188,9 @@ impl FileOutbox {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path = self.dir.join(format!("{nanos}-{}-{n:06}.eml", std::process::id()));
+        let path = self
+            .dir
+            .join(format!("{nanos}-{}-{n:06}.eml", std::process::id()));
         tokio::fs::write(&path, message)
             .await
             .map_err(|e| SendError::transient(format!("writing {}: {e}", path.display())))?;

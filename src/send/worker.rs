@@ -28,7 +28,7 @@ use crate::store::{now_millis, subscribers, Store};
 /// Turns a claimed row into the bytes to send.
 pub enum MessageSource {
     /// Issue mail: personalised from the campaign's rendered email.
-    Campaign(MessageFactory),
+    Campaign(Box<MessageFactory>),
     /// Transactional mail: the row carries its finished message.
     Prebuilt { from: lettre::Address },
 }
@@ -43,14 +43,12 @@ impl MessageSource {
                     .map_err(|e| SendError::permanent(format!("building the message: {e:#}")))
             }
             MessageSource::Prebuilt { from } => {
-                let payload = delivery
-                    .payload
-                    .clone()
-                    .ok_or_else(|| SendError::permanent("transactional delivery without a message"))?;
-                let to: lettre::Address = delivery
-                    .recipient
-                    .parse()
-                    .map_err(|e| SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient)))?;
+                let payload = delivery.payload.clone().ok_or_else(|| {
+                    SendError::permanent("transactional delivery without a message")
+                })?;
+                let to: lettre::Address = delivery.recipient.parse().map_err(|e| {
+                    SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient))
+                })?;
                 let envelope = Envelope::new(Some(from.clone()), vec![to])
                     .map_err(|e| SendError::permanent(format!("envelope: {e}")))?;
                 Ok((envelope, payload))
@@ -126,16 +124,22 @@ async fn record_results(
     let now = now_millis();
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(results.len());
+    let mut sent = Vec::new();
     for result in results {
         let delivery = &result.delivery;
         match &result.attempt {
             Attempt::Sent(reply) => {
-                deliveries::mark_sent(&mut tx, delivery.id, reply, now).await?;
-                counters.sent.fetch_add(1, Ordering::Relaxed);
+                sent.push((delivery.id, reply));
                 outcomes.push(true);
             }
             Attempt::Failed(error) => {
-                match decide(error, delivery.attempts, delivery.first_attempt_at, now, policy) {
+                match decide(
+                    error,
+                    delivery.attempts,
+                    delivery.first_attempt_at,
+                    now,
+                    policy,
+                ) {
                     Decision::Defer { at } => {
                         deliveries::mark_deferred(&mut tx, delivery.id, &error.reply, at).await?;
                         counters.deferred.fetch_add(1, Ordering::Relaxed);
@@ -168,15 +172,25 @@ async fn record_results(
             Attempt::Released => deliveries::release_claim(&mut tx, delivery.id).await?,
         }
     }
+    deliveries::mark_sent_batch(&mut tx, &sent, now).await?;
+    counters
+        .sent
+        .fetch_add(sent.len() as u64, Ordering::Relaxed);
     tx.commit().await.context("recording delivery outcomes")?;
     Ok(outcomes)
 }
 
-async fn claim_batch(store: &Store, queue: Queue, options: &SendOptions) -> anyhow::Result<Vec<ClaimedDelivery>> {
+async fn claim_batch(
+    store: &Store,
+    queue: Queue,
+    options: &SendOptions,
+) -> anyhow::Result<Vec<ClaimedDelivery>> {
     let now = now_millis();
     let lease_until = now + i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX / 2);
     let mut tx = store.begin().await?;
-    let mut claimed = deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size).await?;
+    let mut claimed =
+        deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
+            .await?;
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }
@@ -287,15 +301,19 @@ pub async fn run_queue<T: Transport>(
         recorded: Notify::new(),
     });
     let concurrency = options.concurrency.max(1);
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> = NonZeroU32::new(options.rate).map(|rate| {
-        // A burst of one: the rate holds over any window, not just on average.
-        let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
-        let quota = Quota::with_period(period).expect("non-zero period").allow_burst(NonZeroU32::MIN);
-        Arc::new(RateLimiter::direct(quota))
-    });
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
+        NonZeroU32::new(options.rate).map(|rate| {
+            // A burst of one: the rate holds over any window, not just on average.
+            let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+            let quota = Quota::with_period(period)
+                .expect("non-zero period")
+                .allow_burst(NonZeroU32::MIN);
+            Arc::new(RateLimiter::direct(quota))
+        });
     let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
     let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
-    let (results_tx, mut results_rx) = mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
+    let (results_tx, mut results_rx) =
+        mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
 
     let interrupt_state = state.clone();
     let interrupt_task = tokio::spawn(async move {
@@ -326,7 +344,11 @@ pub async fn run_queue<T: Transport>(
                     }
                     attempt(&*transport, &mut connection, &source, &delivery).await
                 };
-                if results_tx.send(AttemptResult { delivery, attempt }).await.is_err() {
+                if results_tx
+                    .send(AttemptResult { delivery, attempt })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -350,15 +372,24 @@ pub async fn run_queue<T: Transport>(
             buffer.push(first);
             // Gather what else is ready, up to a bounded batch, so one
             // commit covers many messages without delaying any for long.
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-            while buffer.len() < 500 {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+            while buffer.len() < 256 {
                 match tokio::time::timeout_at(deadline, results_rx.recv()).await {
                     Ok(Some(result)) => buffer.push(result),
                     _ => break,
                 }
             }
-            let outcomes = record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
-            recorder_state.in_flight.fetch_sub(buffer.len(), Ordering::SeqCst);
+            let started = std::time::Instant::now();
+            let outcomes =
+                record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
+            tracing::debug!(
+                "recorded {} outcomes in {:?}",
+                buffer.len(),
+                started.elapsed()
+            );
+            recorder_state
+                .in_flight
+                .fetch_sub(buffer.len(), Ordering::SeqCst);
             buffer.clear();
             for ok in outcomes {
                 window.push_back(ok);
@@ -369,7 +400,9 @@ pub async fn run_queue<T: Transport>(
                     failures_in_window -= 1;
                 }
             }
-            if window.len() >= window_size && failures_in_window as f64 / window.len() as f64 > threshold {
+            if window.len() >= window_size
+                && failures_in_window as f64 / window.len() as f64 > threshold
+            {
                 recorder_state.stop_with(RunEnd::Paused(format!(
                     "{failures_in_window} of the last {} attempts failed (threshold {:.0}%)",
                     window.len(),

@@ -1,0 +1,510 @@
+//! `herald send` against a real SMTP server in-process, with faults.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use herald::commands::send::{run as send_issue, SendArgs};
+use herald::config::Settings;
+use herald::domain::SubscriberEmail;
+use herald::store::subscribers::{self, NewSubscriber, Source, SubscriberState};
+use herald::store::{deliveries, now_millis, Store};
+
+use crate::helpers::repo_path;
+use crate::smtp_server::{reserve_port, start_cutting_proxy, SmtpServer};
+
+pub struct SendSetup {
+    pub dir: tempfile::TempDir,
+    pub settings: Settings,
+}
+
+pub fn setup(smtp_url: &str, subscribers: usize) -> SendSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        root: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    settings.smtp.url = smtp_url.to_string();
+    settings.smtp.timeout_secs = 5;
+    settings.send.concurrency = 4;
+    settings.send.retry_first_delay_secs = 0;
+    settings.send.retry_max_delay_secs = 0;
+    settings.send.failure_window = 10_000;
+    settings.site.base_url = "https://news.example.com/".parse().unwrap();
+    seed_subscribers(&settings.database_path(), subscribers);
+    SendSetup { dir, settings }
+}
+
+pub fn address(i: usize) -> String {
+    format!("reader{i:05}@example.com")
+}
+
+pub fn seed_subscribers(database: &Path, count: usize) {
+    block_on(async {
+        let store = Store::open(database).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..count {
+            let email = SubscriberEmail::parse(&address(i)).unwrap();
+            let token = format!("token{i:05}abcdefghijklmnop");
+            let new = NewSubscriber {
+                email: &email,
+                name: None,
+                state: SubscriberState::Active,
+                source: Source::Cli,
+                consent: None,
+                unsubscribe_token: &token,
+            };
+            subscribers::insert_subscriber(&mut tx, &new, now_millis())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        store.close().await;
+    })
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn issue() -> PathBuf {
+    repo_path("examples/issues/vol-001.md")
+}
+
+fn args() -> SendArgs {
+    SendArgs {
+        issue: issue(),
+        force_new: false,
+        to: None,
+        dry_run: false,
+        concurrency: None,
+        rate: None,
+    }
+}
+
+fn delivery_counts(settings: &Settings) -> Vec<(String, i64)> {
+    block_on(async {
+        let store = Store::open(&settings.database_path()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let campaign = herald::store::campaigns::find_latest_campaign(&mut tx)
+            .await
+            .unwrap();
+        let counts = match campaign {
+            Some(c) => {
+                deliveries::count_deliveries_by_state(&mut tx, deliveries::Queue::Campaign(c.id))
+                    .await
+                    .unwrap()
+            }
+            None => Vec::new(),
+        };
+        tx.commit().await.unwrap();
+        store.close().await;
+        counts
+    })
+}
+
+fn count(counts: &[(String, i64)], state: &str) -> i64 {
+    counts
+        .iter()
+        .find(|(s, _)| s == state)
+        .map_or(0, |(_, n)| *n)
+}
+
+fn subscriber_state(settings: &Settings, email: &str) -> String {
+    block_on(async {
+        let store = Store::open(&settings.database_path()).await.unwrap();
+        let state: String = sqlx::query_scalar("SELECT state FROM subscribers WHERE email = ?")
+            .bind(email)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        state
+    })
+}
+
+fn assert_each_received_once(server: &SmtpServer, count: usize) {
+    let copies = server.copies_by_recipient();
+    assert_eq!(copies.len(), count, "distinct recipients");
+    let twice: Vec<_> = copies.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "recipients with more than one copy: {twice:?}"
+    );
+}
+
+#[test]
+fn happy_path_delivers_once_to_each_with_list_headers_and_resumes_to_nothing() {
+    let server = SmtpServer::start();
+    let s = setup(&server.url(), 60);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_each_received_once(&server, 60);
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(count(&counts, "sent"), 60, "{counts:?}");
+
+    let message = server
+        .messages()
+        .into_iter()
+        .find(|m| m.to == vec![address(7)])
+        .unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&message.data)
+        .unwrap();
+    assert_eq!(parsed.subject(), Some("云原生生态周报 第 1 期"));
+    let unsubscribe = parsed.header_raw("List-Unsubscribe").unwrap().trim();
+    assert_eq!(
+        unsubscribe,
+        "<https://news.example.com/unsubscribe/token00007abcdefghijklmnop>"
+    );
+    assert_eq!(
+        parsed.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let html = parsed.body_html(0).unwrap();
+    assert!(html.contains("https://news.example.com/unsubscribe/token00007abcdefghijklmnop"));
+    assert!(html.contains(&address(7)));
+    assert!(html.contains("https://news.example.com/issues/vol-001/"));
+    let ids: std::collections::HashSet<String> = server
+        .messages()
+        .iter()
+        .map(|m| {
+            let p = mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .unwrap();
+            p.message_id().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 60, "Message-IDs are unique");
+
+    // Sending the same issue again mails nobody.
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(server.messages().len(), 60);
+
+    // A deliberate resend does.
+    let force = SendArgs {
+        force_new: true,
+        ..args()
+    };
+    assert_eq!(
+        send_issue(&s.settings, &force, true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(server.messages().len(), 120);
+}
+
+#[test]
+fn ten_percent_greylisting_still_delivers_exactly_one_copy_each() {
+    let server = SmtpServer::start();
+    server.faults.lock().unwrap().rcpt_451_rate = 0.10;
+    let s = setup(&server.url(), 200);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_each_received_once(&server, 200);
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(count(&counts, "sent"), 200, "{counts:?}");
+    let retried: i64 = block_on(async {
+        let store = Store::open(&s.settings.database_path()).await.unwrap();
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE attempts > 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        n
+    });
+    assert!(
+        retried >= 5,
+        "some deliveries must have needed a retry, got {retried}"
+    );
+}
+
+#[test]
+fn no_such_mailbox_fails_at_once_and_bounces_the_subscriber() {
+    let server = SmtpServer::start();
+    server.faults.lock().unwrap().no_such_user = [address(3), address(11)].into_iter().collect();
+    let s = setup(&server.url(), 20);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(
+        (count(&counts, "sent"), count(&counts, "failed")),
+        (18, 2),
+        "{counts:?}"
+    );
+    assert_eq!(subscriber_state(&s.settings, &address(3)), "bounced");
+    assert_eq!(subscriber_state(&s.settings, &address(4)), "active");
+    let (code, enhanced, attempts): (i64, String, i64) = block_on(async {
+        let store = Store::open(&s.settings.database_path()).await.unwrap();
+        let row = sqlx::query_as(
+            "SELECT last_code, last_enhanced_code, attempts FROM deliveries WHERE recipient = ?",
+        )
+        .bind(address(3))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        row
+    });
+    assert_eq!((code, enhanced.as_str(), attempts), (550, "5.1.1", 1));
+
+    // The next issue does not go to the bounced address.
+    let next = SendArgs {
+        issue: repo_path("examples/issues/vol-002.md"),
+        ..args()
+    };
+    server.faults.lock().unwrap().no_such_user.clear();
+    let before = server.messages().len();
+    send_issue(&s.settings, &next, true).unwrap();
+    let new: Vec<_> = server.messages()[before..]
+        .iter()
+        .flat_map(|m| m.to.clone())
+        .collect();
+    assert_eq!(new.len(), 18);
+    assert!(!new.contains(&address(3)));
+}
+
+#[test]
+fn a_connection_dropped_mid_data_is_retried() {
+    let server = SmtpServer::start();
+    let proxy = start_cutting_proxy(server.addr, 3);
+    let s = setup(&format!("smtp://{proxy}?tls=none"), 30);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_each_received_once(&server, 30);
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(count(&counts, "sent"), 30, "{counts:?}");
+}
+
+#[test]
+fn server_down_at_the_start_is_a_clear_error_and_a_later_run_delivers_all() {
+    let addr = reserve_port();
+    let s = setup(&format!("smtp://{addr}?tls=none"), 25);
+    let error = send_issue(&s.settings, &args(), true).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cannot reach the mail server"),
+        "{message}"
+    );
+    assert!(message.contains("Nothing was sent"), "{message}");
+    assert!(error.chain().any(|e| e.is::<herald::commands::UserError>()));
+    assert!(
+        delivery_counts(&s.settings).is_empty(),
+        "no campaign, no rows"
+    );
+
+    let server = SmtpServer::start_on(std::net::TcpListener::bind(addr).unwrap());
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_each_received_once(&server, 25);
+}
+
+#[test]
+fn a_broken_server_pauses_the_campaign_and_a_later_run_resumes_it() {
+    let server = SmtpServer::start();
+    server.faults.lock().unwrap().always_451 = true;
+    let mut s = setup(&server.url(), 100);
+    s.settings.send.failure_window = 20;
+    s.settings.send.failure_threshold = 0.5;
+    // Real backoff, so the paused rows are not all due again at once.
+    s.settings.send.retry_first_delay_secs = 300;
+    s.settings.send.retry_max_delay_secs = 300;
+    let error = send_issue(&s.settings, &args(), true).unwrap_err();
+    assert!(format!("{error:#}").contains("paused"), "{error:#}");
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(count(&counts, "sent"), 0);
+    assert!(
+        count(&counts, "queued") >= 50,
+        "most of the list untouched: {counts:?}"
+    );
+    assert_eq!(
+        count(&counts, "sending"),
+        0,
+        "claims were given back: {counts:?}"
+    );
+
+    server.faults.lock().unwrap().always_451 = false;
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(
+        count(&counts, "sent") + count(&counts, "deferred"),
+        100,
+        "{counts:?}"
+    );
+    // The window fills at 20 failures; attempts already on the wire then
+    // finish too, but the rest of the list was never tried.
+    assert!(
+        count(&counts, "deferred") <= 40,
+        "only the attempts before the pause wait: {counts:?}"
+    );
+}
+
+#[test]
+fn a_rate_limit_is_honoured_within_ten_percent() {
+    let server = SmtpServer::start();
+    let mut s = setup(&server.url(), 41);
+    s.settings.send.rate = 20;
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let mut times: Vec<_> = server.messages().iter().map(|m| m.at).collect();
+    times.sort();
+    let span = times.last().unwrap().duration_since(times[0]).as_secs_f64();
+    let rate = 40.0 / span;
+    assert!(
+        (18.0..=22.0).contains(&rate),
+        "measured {rate:.1} messages/s for a limit of 20"
+    );
+}
+
+#[test]
+fn subscribers_who_leave_mid_campaign_are_skipped() {
+    let server = SmtpServer::start();
+    server.faults.lock().unwrap().always_451 = true;
+    let mut s = setup(&server.url(), 10);
+    s.settings.send.failure_window = 5;
+    let _ = send_issue(&s.settings, &args(), true).unwrap_err();
+    block_on(async {
+        let store = Store::open(&s.settings.database_path()).await.unwrap();
+        sqlx::query("UPDATE subscribers SET state = 'unsubscribed' WHERE email = ?")
+            .bind(address(9))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    server.faults.lock().unwrap().always_451 = false;
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let copies = server.copies_by_recipient();
+    assert_eq!(copies.len(), 9);
+    assert!(!copies.contains_key(&address(9)));
+    assert_eq!(count(&delivery_counts(&s.settings), "skipped"), 1);
+}
+
+#[test]
+fn dry_run_and_test_copy_record_nothing() {
+    let server = SmtpServer::start();
+    let s = setup(&server.url(), 5);
+    let dry = SendArgs {
+        dry_run: true,
+        ..args()
+    };
+    assert_eq!(
+        send_issue(&s.settings, &dry, true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let test_copy = SendArgs {
+        to: Some("editor@example.com".into()),
+        ..args()
+    };
+    assert_eq!(
+        send_issue(&s.settings, &test_copy, true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].to, vec!["editor@example.com".to_string()]);
+    assert!(
+        delivery_counts(&s.settings).is_empty(),
+        "no campaign was recorded"
+    );
+}
+
+#[test]
+fn file_outbox_is_the_embedded_default() {
+    let s = setup("file://outbox", 3);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let outbox = s.dir.path().join("outbox");
+    let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().collect();
+    assert_eq!(files.len(), 3);
+}
+
+#[test]
+fn transactional_mail_waits_out_an_smtp_outage() {
+    use herald::send::outbox::{run_transactional_worker, OutboxSignal};
+    let addr = reserve_port();
+    let mut s = setup(&format!("smtp://{addr}?tls=none"), 0);
+    s.settings.send.retry_first_delay_secs = 1;
+    s.settings.send.retry_max_delay_secs = 1;
+    let settings = s.settings.clone();
+    block_on(async move {
+        let store = Store::open(&settings.database_path()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let message =
+            b"From: a@example.com\r\nTo: new@example.com\r\nSubject: confirm\r\n\r\nclick\r\n";
+        deliveries::enqueue_transactional(
+            &mut tx,
+            "confirmation",
+            None,
+            "new@example.com",
+            "<c1@example.com>",
+            message,
+            now_millis(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let transport = herald::commands::send::transport_from_settings(&settings).unwrap();
+        let options = herald::commands::send::send_options(&settings, &args());
+        let signal = OutboxSignal::default();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(run_transactional_worker(
+            store.clone(),
+            transport,
+            "a@example.com".parse().unwrap(),
+            options,
+            signal.clone(),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        // Down: the attempt is deferred, nothing lost.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(state, "deferred");
+        // Back up: it arrives on a later attempt.
+        let server = SmtpServer::start_on(std::net::TcpListener::bind(addr).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.messages().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(server.messages().len(), 1);
+        assert_eq!(server.messages()[0].to, vec!["new@example.com".to_string()]);
+        stop_tx.send(()).unwrap();
+        worker.await.unwrap();
+        let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(state, "sent");
+    });
+}

@@ -1,0 +1,206 @@
+//! A real SMTP server in-process (mailin-embedded) that tests can make
+//! misbehave, and a TCP proxy in front of it that cuts connections mid-DATA.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mailin_embedded::response::{self, Response};
+use mailin_embedded::{Handler, Server};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+    pub at: Instant,
+}
+
+/// How the server should misbehave.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Share of RCPT commands answered `451 4.7.1`.
+    pub rcpt_451_rate: f64,
+    /// Every RCPT answered `451` (a broken server).
+    pub always_451: bool,
+    /// Recipients answered `550 5.1.1`.
+    pub no_such_user: HashSet<String>,
+}
+
+#[derive(Clone)]
+struct Capture {
+    received: Arc<Mutex<Vec<Received>>>,
+    faults: Arc<Mutex<Faults>>,
+    current_to: Vec<String>,
+    current_data: Vec<u8>,
+    seed: Arc<AtomicUsize>,
+}
+
+impl Handler for Capture {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let faults = self.faults.lock().unwrap();
+        if faults.always_451 {
+            return Response::custom(451, "4.3.0 temporarily unavailable".into());
+        }
+        if faults.no_such_user.contains(to) {
+            return Response::custom(550, "5.1.1 no such user here".into());
+        }
+        if faults.rcpt_451_rate > 0.0 {
+            // A cheap deterministic-per-call pseudo-random stream.
+            let n = self.seed.fetch_add(1, Ordering::Relaxed) as u64;
+            let x = n
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+                >> 33;
+            if (x % 1000) as f64 / 1000.0 < faults.rcpt_451_rate {
+                return Response::custom(451, "4.7.1 greylisted, try again later".into());
+            }
+        }
+        response::OK
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current_to = to.to_vec();
+        self.current_data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current_data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        self.received.lock().unwrap().push(Received {
+            to: std::mem::take(&mut self.current_to),
+            data: std::mem::take(&mut self.current_data),
+            at: Instant::now(),
+        });
+        response::OK
+    }
+}
+
+pub struct SmtpServer {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub faults: Arc<Mutex<Faults>>,
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(listener)
+    }
+
+    /// Serves on a given listener (to bring a server up on a port that a
+    /// test reserved while it was down).
+    pub fn start_on(listener: TcpListener) -> SmtpServer {
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let handler = Capture {
+            received: received.clone(),
+            faults: faults.clone(),
+            current_to: Vec::new(),
+            current_data: Vec::new(),
+            seed: Arc::new(AtomicUsize::new(7)),
+        };
+        let mut server = Server::new(handler);
+        server
+            .with_name("test.smtp")
+            .with_num_threads(64)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        SmtpServer {
+            addr,
+            received,
+            faults,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://{}?tls=none", self.addr)
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many copies each recipient got.
+    pub fn copies_by_recipient(&self) -> std::collections::HashMap<String, usize> {
+        let mut copies = std::collections::HashMap::new();
+        for message in self.messages() {
+            for to in message.to {
+                *copies.entry(to).or_insert(0) += 1;
+            }
+        }
+        copies
+    }
+}
+
+/// A free port nobody listens on (yet).
+pub fn reserve_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A TCP proxy to `upstream` that, for its first `cut_first` connections,
+/// closes both sides once the client has sent `DATA` and part of a message:
+/// a connection dropped mid-DATA.
+pub fn start_cutting_proxy(upstream: SocketAddr, cut_first: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let cut = accepted.fetch_add(1, Ordering::SeqCst) < cut_first;
+            std::thread::spawn(move || proxy(client, upstream, cut));
+        }
+    });
+    addr
+}
+
+fn proxy(mut client: TcpStream, upstream: SocketAddr, cut: bool) {
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let down = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut after_data = 0usize;
+    loop {
+        let n = match client_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if cut {
+            if after_data > 0 || seen.windows(6).any(|w| w.eq_ignore_ascii_case(b"DATA\r\n")) {
+                after_data += n;
+                if after_data > 200 {
+                    // Forward a little of the message, then vanish.
+                    let _ = server_write.write_all(&buf[..n / 2]);
+                    let _ = server_write.shutdown(std::net::Shutdown::Both);
+                    let _ = client_read.shutdown(std::net::Shutdown::Both);
+                    break;
+                }
+            } else {
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+        if server_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server_write.shutdown(std::net::Shutdown::Both);
+    let _ = down.join();
+}
