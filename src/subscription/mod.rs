@@ -78,6 +78,18 @@ pub enum SubscribeOutcome {
     Suppressed,
 }
 
+impl SubscribeOutcome {
+    /// Whether a confirmation mail was put into the queue.
+    pub fn queued_mail(self) -> bool {
+        matches!(
+            self,
+            SubscribeOutcome::Added(SubscriberState::Pending)
+                | SubscribeOutcome::ConfirmationResent
+                | SubscribeOutcome::Resubscribed
+        )
+    }
+}
+
 /// What a confirmation link leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmOutcome {

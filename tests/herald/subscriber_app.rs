@@ -1,21 +1,22 @@
 //! `spawn_app()`: the subscriber routes served over real HTTP on a free
-//! port, a real SQLite file in a temporary folder, and a real SMTP server
-//! (mailin) in-process that keeps what it receives. Mail leaves the queue
-//! through the send stage's own worker step.
+//! port, a real SQLite file in a temporary folder, the send stage's
+//! transactional mail worker, and a real SMTP server (mailin) in-process
+//! that keeps what it receives.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald::config::Settings;
 use herald::domain::SubscriberEmail;
 use herald::http::subscribers::{subscriber_routes, SubscriberWeb};
 use herald::render::Templates;
+use herald::send::outbox::{run_transactional_worker, OutboxSignal};
 use herald::send::retry::RetryPolicy;
 use herald::send::smtp::SmtpTarget;
-use herald::send::worker::{send_next_batch, Counters, MessageSource, Outcome, SendOptions};
+use herald::send::worker::SendOptions;
 use herald::send::AnyTransport;
-use herald::store::deliveries::Queue;
+use herald::store::deliveries::{self, Queue};
 use herald::store::subscribers::{self, Subscriber};
 use herald::store::Store;
 use mail_parser::MessageParser;
@@ -138,10 +139,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let settings = Arc::new(settings);
 
     let store = Store::open(&settings.database_path()).await.unwrap();
+    let outbox = OutboxSignal::default();
     let web = SubscriberWeb::new(
         store.clone(),
         settings.clone(),
         Arc::new(Templates::builtin()),
+        outbox.clone(),
     )
     .unwrap();
     let app = subscriber_routes(web);
@@ -161,6 +164,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .local_addr()
         .unwrap()
         .port();
+    tokio::spawn(run_transactional_worker(
+        store.clone(),
+        smtp_transport(smtp_port),
+        "newsletter@example.com".parse().unwrap(),
+        worker_options(),
+        outbox,
+        std::future::pending(),
+    ));
     let app = TestApp {
         base_url,
         store,
@@ -208,53 +219,55 @@ impl TestApp {
         });
     }
 
-    /// Runs the send stage's transactional worker step until nothing is
-    /// due. Retries are due at once here (no back-off), so a test can
-    /// bring SMTP back and call this again.
-    pub async fn deliver_queued_mail(&self) -> u64 {
-        let url = format!("smtp://127.0.0.1:{}?tls=none", self.smtp_port)
-            .parse()
-            .unwrap();
-        let target = SmtpTarget::from_url(&url, None, None, Duration::from_secs(5)).unwrap();
-        let transport = AnyTransport::Smtp(Arc::new(target));
-        let source = MessageSource::Prebuilt {
-            from: "newsletter@example.com".parse().unwrap(),
-        };
-        let options = SendOptions {
-            concurrency: 1,
-            rate: 0,
-            batch_size: 100,
-            lease: Duration::from_secs(60),
-            retry: RetryPolicy {
-                first_delay: Duration::ZERO,
-                max_delay: Duration::ZERO,
-                give_up_after: Duration::from_secs(3600),
-            },
-            failure_window: 100,
-            failure_threshold: 1.0,
-        };
-        let counters = Counters::default();
-        let mut connection = None;
-        let mut sent = 0;
-        // Bounded: a message that keeps failing is attempted a few times.
-        for _ in 0..5 {
-            match send_next_batch(
-                &self.store,
-                &transport,
-                &mut connection,
-                &source,
-                Queue::Transactional,
-                &options,
-                &counters,
-            )
-            .await
-            .unwrap()
-            {
-                Outcome::Idle => break,
-                Outcome::Worked { sent: n, .. } => sent += n,
+    /// The mail received for `address`, once there are at least `count`
+    /// (the worker delivers in the background).
+    pub async fn wait_for_mail(&self, address: &str, count: usize) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mail = self.mail_to(address);
+            if mail.len() >= count {
+                return mail;
             }
+            assert!(
+                Instant::now() < deadline,
+                "{count} mail(s) to {address} never arrived (got {})",
+                mail.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        sent
+    }
+
+    /// Deliveries queued for `address` so far (whatever their state): what
+    /// the request decided to send, known as soon as it answered.
+    pub async fn mail_queued_for(&self, address: &str) -> usize {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE recipient = ?")
+            .bind(address)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap();
+        count as usize
+    }
+
+    /// Waits until the delivery states of the transactional queue are
+    /// exactly `expected`, e.g. `[("sent", 2)]`.
+    pub async fn wait_for_queue(&self, expected: &[(&str, i64)]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut tx = self.store.begin().await.unwrap();
+            let states = deliveries::count_deliveries_by_state(&mut tx, Queue::Transactional)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let states: Vec<(&str, i64)> = states.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+            if states == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "queue is {states:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub fn mail_to(&self, address: &str) -> Vec<ReceivedMail> {
@@ -265,10 +278,6 @@ impl TestApp {
             .filter(|m| m.to.iter().any(|t| t == address))
             .cloned()
             .collect()
-    }
-
-    pub fn mail_count(&self) -> usize {
-        self.inbox.lock().unwrap().len()
     }
 
     /// The confirmation link in the latest mail to `address`.
@@ -299,11 +308,36 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Signs up, delivers the confirmation and returns its link.
+    /// Signs up, waits for the confirmation mail and returns its link.
     pub async fn subscribe_and_get_link(&self, address: &str) -> String {
+        let before = self.mail_to(address).len();
         let response = self.subscribe_form(&[("email", address)]).await;
         assert_eq!(response.status(), 200);
-        assert!(self.deliver_queued_mail().await >= 1);
+        self.wait_for_mail(address, before + 1).await;
         self.confirmation_link(address)
+    }
+}
+
+fn smtp_transport(port: u16) -> AnyTransport {
+    let url = format!("smtp://127.0.0.1:{port}?tls=none").parse().unwrap();
+    let target = SmtpTarget::from_url(&url, None, None, Duration::from_secs(5)).unwrap();
+    AnyTransport::Smtp(Arc::new(target))
+}
+
+/// Retries after about a second, so a test that brings SMTP back sees its
+/// mail soon without the worker spinning while the server is away.
+fn worker_options() -> SendOptions {
+    SendOptions {
+        concurrency: 1,
+        rate: 0,
+        batch_size: 100,
+        lease: Duration::from_secs(60),
+        retry: RetryPolicy {
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(3600),
+        },
+        failure_window: 100,
+        failure_threshold: 1.0,
     }
 }

@@ -28,6 +28,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Settings;
 use crate::render::Templates;
+use crate::send::outbox::OutboxSignal;
 use crate::store::Store;
 use crate::subscription::Subscriptions;
 
@@ -47,17 +48,22 @@ struct Inner {
     settings: Arc<Settings>,
     templates: Arc<Templates>,
     subscriptions: Subscriptions,
+    /// Wakes the transactional mail worker when a confirmation was queued.
+    outbox: OutboxSignal,
     /// Sign-up requests per client network; `None` when the limit is 0.
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl SubscriberWeb {
-    /// Fails when `[mail] from` or `reply_to` is not a valid address, or
-    /// the confirmation mail's templates do not render.
+    /// `outbox` is the signal of the `run_transactional_worker` that
+    /// delivers the confirmation mails. Fails when `[mail] from` or
+    /// `reply_to` is not a valid address, or the confirmation mail's
+    /// templates do not render.
     pub fn new(
         store: Store,
         settings: Arc<Settings>,
         templates: Arc<Templates>,
+        outbox: OutboxSignal,
     ) -> anyhow::Result<SubscriberWeb> {
         let subscriptions = Subscriptions::new(settings.clone(), &templates)?;
         let per_ip = NonZeroU32::new(settings.server.subscribe_per_ip_per_minute)
@@ -68,6 +74,7 @@ impl SubscriberWeb {
                 settings,
                 templates,
                 subscriptions,
+                outbox,
                 per_ip,
             }),
         })

@@ -166,6 +166,9 @@ pub(super) async fn submit_form(
         .subscribe(&mut tx, &request, now_millis())
         .await?;
     tx.commit().await?;
+    if outcome.queued_mail() {
+        web.inner.outbox.queued();
+    }
     // The outcome goes to the log, never into the answer.
     tracing::info!(?outcome, "sign-up on the form");
     reply(
