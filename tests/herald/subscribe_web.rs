@@ -1,8 +1,10 @@
 //! The subscriber web side end to end: real HTTP, a real SQLite file, a
 //! real SMTP server, and the send stage's worker between them.
 
-use herald::domain::Token;
+use herald::domain::{SubscriberEmail, Token};
 use herald::store::subscribers::{self, SubscriberState};
+use herald::store::suppressions;
+use herald::subscription::suppression_hash;
 use mail_parser::MessageParser;
 
 use crate::subscriber_app::{spawn_app, spawn_app_with, AppOptions};
@@ -153,6 +155,18 @@ async fn the_answer_is_the_same_for_new_pending_and_active_addresses() {
         app.subscriber("carol@example.com").await.unwrap().state,
         SubscriberState::Active
     );
+
+    // An address erased on request: the same answer, and nothing happens.
+    let erased = SubscriberEmail::parse("zoe@example.com").unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    suppressions::insert_suppression(&mut tx, &suppression_hash(&erased), "erased on request", 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let suppressed = answer(app.subscribe_form(&[("email", "zoe@example.com")]).await).await;
+    assert_eq!(new, suppressed);
+    assert!(app.subscriber("zoe@example.com").await.is_none());
+    assert_eq!(app.mail_queued_for("zoe@example.com").await, 0);
 }
 
 #[tokio::test]
