@@ -61,10 +61,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render every issue into the static site: index.html, one page per
+    /// issue (issues/<slug>/index.html) and the feeds (feed.xml, atom.xml,
+    /// feed.json). Only files whose bytes changed are written; nothing is
+    /// written when an issue is invalid. Pings the WebSub hub, if one is
+    /// configured, when a feed changed.
+    Build(BuildArgs),
+    /// Serve the built site and feeds over HTTP, with ETag, Last-Modified and
+    /// Cache-Control. A later `herald build` is picked up without a restart.
+    /// Stops on Ctrl-C.
+    Serve(ServeArgs),
     /// Manage the subscriber list: add, remove or erase addresses, list,
     /// count, and move a list in and out as CSV.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Where to write the site [default: `[paths] output` of the config].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on, e.g. 0.0.0.0:8080
+    /// [default: `[server] listen` of the config].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 /// The subscriber states, for `--state`.

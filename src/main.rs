@@ -30,6 +30,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
         Command::Send(args) => commands::send::run(&load()?, &args, cli.quiet),
         Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),
+        Command::Build(args) => commands::build::run(&load()?, args.out.as_deref()),
+        Command::Serve(args) => commands::serve::run(load()?, args.listen.as_deref()),
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
     }
 }

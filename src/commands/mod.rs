@@ -1,10 +1,12 @@
 //! What each subcommand does: plain functions over the stages, with the
 //! file writing and printing that the stages themselves never do.
 
+pub mod build;
 pub mod check;
 pub mod init;
 pub mod preview;
 pub mod send;
+pub mod serve;
 pub mod status;
 pub mod subscribers;
 

@@ -196,11 +196,11 @@ async fn run_campaign(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let queue = Queue::Campaign(campaign.id);
-    let email = RenderedEmail {
-        subject: campaign.subject.clone(),
-        html: Personalized::new(&campaign.html, true),
-        text: Personalized::new(&campaign.text, false),
-    };
+    let email = RenderedEmail::new(
+        campaign.subject.clone(),
+        Personalized::new(&campaign.html, true),
+        Personalized::new(&campaign.text, false),
+    );
     let factory = MessageFactory::new(settings, email, web_url)?;
     let options = send_options(settings, args);
     let due = pending_count(store, queue).await?;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::labels::Labels;
-use super::personalize::{marker_values, Personalized};
+use super::personalize::{marker_values, Personalized, QuotedPrintable};
 use super::templates::Templates;
 use super::text::{blocks_to_text, wrap_text, TEXT_WIDTH};
 use crate::issue::{Body, Issue};
@@ -22,6 +22,20 @@ pub struct RenderedEmail {
     pub subject: String,
     pub html: Personalized,
     pub text: Personalized,
+    /// The HTML part's transfer encoding, done once (see `QuotedPrintable`).
+    pub html_encoded: QuotedPrintable,
+}
+
+impl RenderedEmail {
+    pub fn new(subject: String, html: Personalized, text: Personalized) -> Self {
+        let html_encoded = html.to_quoted_printable();
+        RenderedEmail {
+            subject,
+            html,
+            text,
+            html_encoded,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -73,21 +87,17 @@ pub fn render_email(
     templates: &Templates,
 ) -> anyhow::Result<RenderedEmail> {
     let (unsubscribe_url, web_url, recipient) = marker_values();
-    let authors_separator = if context.language.starts_with("zh") {
-        "、"
-    } else {
-        ", "
-    };
+    let labels = Labels::for_language(context.language);
     let view = EmailView {
         site_title: context.site_title,
         language: context.language,
-        labels: Labels::for_language(context.language),
+        labels,
         title: &issue.title,
         text_title: wrap_text(&issue.title, TEXT_WIDTH, "", ""),
         number: issue.number,
         date: issue.date.format("%Y-%m-%d").to_string(),
         preheader: issue.summary.as_deref(),
-        authors: issue.authors.join(authors_separator),
+        authors: issue.authors.join(labels.list_separator),
         editor: issue.editor.as_deref(),
         has_credits: !issue.authors.is_empty() || issue.editor.is_some(),
         intro_html: &issue.intro.html,
@@ -120,11 +130,11 @@ pub fn render_email(
     let html = mjml_to_html(&mjml)
         .with_context(|| format!("rendering the email of {}", issue.source.display()))?;
     let text = templates.render("email.txt.hbs", &view)?;
-    Ok(RenderedEmail {
-        subject: issue.title.clone(),
-        html: Personalized::new(&html, true),
-        text: Personalized::new(&normalise_text(&text), false),
-    })
+    Ok(RenderedEmail::new(
+        issue.title.clone(),
+        Personalized::new(&html, true),
+        Personalized::new(&normalise_text(&text), false),
+    ))
 }
 
 pub fn mjml_to_html(mjml: &str) -> anyhow::Result<String> {

@@ -16,6 +16,10 @@ pub struct Labels {
     pub email_placeholder: &'static str,
     pub name_placeholder: &'static str,
     pub feeds: &'static str,
+    /// The label of the honeypot field; only bots that fill every field see it.
+    pub honeypot: &'static str,
+    /// Between the names of a list of authors.
+    pub list_separator: &'static str,
 }
 
 impl Labels {
@@ -41,6 +45,8 @@ static ENGLISH: Labels = Labels {
     email_placeholder: "you@example.com",
     name_placeholder: "Your name (optional)",
     feeds: "Feeds",
+    honeypot: "Leave this field empty",
+    list_separator: ", ",
 };
 
 static CHINESE: Labels = Labels {
@@ -56,4 +62,6 @@ static CHINESE: Labels = Labels {
     email_placeholder: "you@example.com",
     name_placeholder: "称呼(可选)",
     feeds: "订阅源",
+    honeypot: "此栏请留空",
+    list_separator: "、",
 };

@@ -4,8 +4,8 @@
 
 use std::time::SystemTime;
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use super::email::RenderedEmail;
 use super::personalize::Recipient;
@@ -64,9 +64,20 @@ pub fn build_message(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
             "List-Unsubscribe=One-Click".to_string(),
         ));
-    let message = builder.multipart(MultiPart::alternative_plain_html(
-        email.text.fill(recipient),
-        email.html.fill(recipient),
-    ))?;
+    let html = Body::dangerous_pre_encoded(
+        email.html_encoded.fill(recipient),
+        ContentTransferEncoding::QuotedPrintable,
+    );
+    let message = builder.multipart(
+        MultiPart::alternative()
+            // The text part is small; lettre picks its encoding (base64 for
+            // Chinese text, which quoted-printable would triple).
+            .singlepart(SinglePart::plain(email.text.fill(recipient)))
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html),
+            ),
+    )?;
     Ok(message)
 }

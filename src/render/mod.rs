@@ -4,6 +4,7 @@
 
 mod confirmation;
 mod email;
+pub mod feed;
 mod labels;
 mod message;
 mod personalize;
@@ -11,6 +12,7 @@ mod subscriber_pages;
 mod subscription_texts;
 mod templates;
 mod text;
+mod web;
 
 pub use confirmation::{
     build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,
@@ -24,3 +26,12 @@ pub use subscriber_pages::{render_subscriber_page, PageContext, SubscriberPage};
 pub use subscription_texts::SubscriptionTexts;
 pub use templates::Templates;
 pub use text::{blocks_to_text, wrap_text, TEXT_WIDTH};
+pub use web::render_site;
+
+/// One file of the static site: where it goes under the output folder
+/// ('/'-separated, relative) and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}

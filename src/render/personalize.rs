@@ -113,6 +113,29 @@ impl Personalized {
         out
     }
 
+    /// Quoted-printable once, per recipient only the values: each literal
+    /// stretch is encoded on its own, and a soft line break ("=\r\n", which
+    /// decodes to nothing) on either side of a value lets every stretch
+    /// start at column 0. Encoding the whole document anew for every
+    /// recipient was a third of the CPU time of a send.
+    pub fn to_quoted_printable(&self) -> QuotedPrintable {
+        let chunks = self
+            .segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(text) => {
+                    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+                    EncodedChunk::Literal(quoted_printable::encode(crlf.as_bytes()))
+                }
+                Segment::Slot(slot) => EncodedChunk::Slot(*slot),
+            })
+            .collect();
+        QuotedPrintable {
+            chunks,
+            escape: self.escape,
+        }
+    }
+
     /// The document with markers left in, as rendered (for snapshots).
     pub fn template(&self) -> String {
         let mut out = String::with_capacity(self.literal_len);
@@ -120,6 +143,51 @@ impl Personalized {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Slot(slot) => out.push_str(slot.marker()),
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EncodedChunk {
+    Literal(Vec<u8>),
+    Slot(Slot),
+}
+
+/// A [`Personalized`] document, quoted-printable encoded but for its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotedPrintable {
+    chunks: Vec<EncodedChunk>,
+    escape: bool,
+}
+
+impl QuotedPrintable {
+    /// One recipient's encoded body.
+    pub fn fill(&self, recipient: &Recipient) -> Vec<u8> {
+        let size: usize = self
+            .chunks
+            .iter()
+            .map(|c| match c {
+                EncodedChunk::Literal(bytes) => bytes.len(),
+                EncodedChunk::Slot(_) => 200,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(size);
+        for chunk in &self.chunks {
+            match chunk {
+                EncodedChunk::Literal(bytes) => out.extend_from_slice(bytes),
+                EncodedChunk::Slot(slot) => {
+                    let value = slot.value(recipient);
+                    let value = if self.escape {
+                        escape_html(value)
+                    } else {
+                        value.to_string()
+                    };
+                    out.extend_from_slice(b"=\r\n");
+                    out.extend_from_slice(&quoted_printable::encode(value.as_bytes()));
+                    out.extend_from_slice(b"=\r\n");
+                }
             }
         }
         out
@@ -144,6 +212,35 @@ mod tests {
         assert_eq!(
             filled,
             "<a href=\"https://s.example/u/tok\">x</a> to a&amp;b@example.com, a&amp;b@example.com"
+        );
+    }
+
+    #[test]
+    fn quoted_printable_decodes_to_the_filled_document() {
+        let long = "x".repeat(100);
+        let doc = Personalized::new(
+            &format!("<p>中文 {long}</p>\n<a href=\"%%herald:unsubscribe_url%%\">=</a> %%herald:recipient%%\nend"),
+            true,
+        );
+        let r = Recipient {
+            email: "a&b@example.com",
+            unsubscribe_url: "https://s.example/unsubscribe/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            web_url: "",
+        };
+        let encoded = doc.to_quoted_printable().fill(&r);
+        for line in encoded.split(|b| *b == b'\n') {
+            assert!(
+                line.len() <= 77,
+                "line too long: {}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(line.is_ascii());
+        }
+        let decoded =
+            quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            doc.fill(&r).replace('\n', "\r\n")
         );
     }
 

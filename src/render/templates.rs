@@ -17,6 +17,19 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../templates/email.txt.hbs"),
     ),
     (
+        "index.html.hbs",
+        include_str!("../../templates/index.html.hbs"),
+    ),
+    (
+        "issue.html.hbs",
+        include_str!("../../templates/issue.html.hbs"),
+    ),
+    (
+        "issue_content.html.hbs",
+        include_str!("../../templates/issue_content.html.hbs"),
+    ),
+    ("style.css", include_str!("../../templates/style.css")),
+    (
         "confirm.mjml.hbs",
         include_str!("../../templates/confirm.mjml.hbs"),
     ),

@@ -191,6 +191,11 @@ async fn claim_batch(
     let mut claimed =
         deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
             .await?;
+    if claimed.is_empty() && deliveries::expire_leases(&mut tx, queue, now).await? > 0 {
+        claimed =
+            deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
+                .await?;
+    }
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }

@@ -37,10 +37,13 @@ pub struct Reply {
     pub text: String,
 }
 
-/// Claims up to `limit` due rows: queued or deferred rows whose time has
-/// come, and rows whose worker's lease ran out (it crashed). Issue mail is
-/// only claimed while its subscriber is still active, so someone who
-/// unsubscribes mid-send gets nothing more.
+/// Claims up to `limit` due rows: queued rows, and deferred rows whose time
+/// has come. Issue mail is only claimed while its subscriber is still
+/// active, so someone who unsubscribes mid-send gets nothing more.
+///
+/// No ORDER BY: SQLite walks the (campaign_id, state) index and stops at the
+/// limit. Ordering by due time would sort every due row on every claim,
+/// which costs time and memory in proportion to the list.
 pub async fn claim_due_deliveries(
     tx: &mut Tx<'_>,
     queue: Queue,
@@ -61,9 +64,7 @@ pub async fn claim_due_deliveries(
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE {filter}
-               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1)
-                    OR (d.state = 'sending' AND d.lease_until <= ?1))
-             ORDER BY d.next_attempt_at, d.id
+               AND d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1
              LIMIT ?3)
          RETURNING id, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
     );
@@ -96,6 +97,26 @@ pub async fn claim_due_deliveries(
     Ok(claimed)
 }
 
+/// Rows whose worker's lease ran out (it died, or hung) become due again.
+/// The attempt they were charged stands: it may have reached the server.
+pub async fn expire_leases(tx: &mut Tx<'_>, queue: Queue, now: Millis) -> sqlx::Result<u64> {
+    let (filter, campaign) = match queue {
+        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
+        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
+    };
+    let sql = format!(
+        "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL
+         WHERE {filter} AND state = 'sending' AND lease_until <= ?"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(now)
+        .bind(campaign)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
 /// The unsubscribe tokens of the claimed rows' subscribers.
 pub async fn unsubscribe_tokens_for(
     tx: &mut Tx<'_>,
@@ -109,7 +130,12 @@ pub async fn unsubscribe_tokens_for(
     // JSON array would do too but costs a parse per batch.
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!("SELECT id, unsubscribe_token FROM subscribers WHERE id IN ({list})");
-    let rows = sqlx::query(&sql).fetch_all(&mut **tx).await?;
+    // Not cached as a prepared statement: every batch has its own id list,
+    // and a cache of them would grow with the list.
+    let rows = sqlx::query(&sql)
+        .persistent(false)
+        .fetch_all(&mut **tx)
+        .await?;
     let tokens: std::collections::HashMap<i64, String> = rows
         .iter()
         .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
@@ -138,7 +164,8 @@ pub async fn mark_sent_batch(
              FROM (VALUES {values}) AS v
              WHERE deliveries.id = v.column1"
         );
-        let mut query = sqlx::query(&sql).bind(now);
+        // Only full chunks repeat, so only they are worth a cached statement.
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1000).bind(now);
         for (id, reply) in chunk {
             query = query
                 .bind(*id)

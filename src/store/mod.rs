@@ -48,6 +48,10 @@ impl Store {
             // OS crash can lose the last commits), and much faster than FULL.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // 1 MiB of page cache per connection (SQLite's default is 2):
+            // a send touches a narrow moving window of the table, and a
+            // fixed cache keeps memory flat however long the list.
+            .pragma("cache_size", "-1024")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -2,9 +2,11 @@
 
 mod check;
 mod crash;
+mod feeds;
 mod helpers;
 mod preview;
 mod send;
+mod serve;
 mod smtp_server;
 mod snapshots;
 mod subscribe_web;

@@ -319,7 +319,7 @@ fn server_down_at_the_start_is_a_clear_error_and_a_later_run_delivers_all() {
 fn a_broken_server_pauses_the_campaign_and_a_later_run_resumes_it() {
     let server = SmtpServer::start();
     server.faults.lock().unwrap().always_451 = true;
-    let mut s = setup(&server.url(), 100);
+    let mut s = setup(&server.url(), 300);
     s.settings.send.failure_window = 20;
     s.settings.send.failure_threshold = 0.5;
     // Real backoff, so the paused rows are not all due again at once.
@@ -330,7 +330,7 @@ fn a_broken_server_pauses_the_campaign_and_a_later_run_resumes_it() {
     let counts = delivery_counts(&s.settings);
     assert_eq!(count(&counts, "sent"), 0);
     assert!(
-        count(&counts, "queued") >= 50,
+        count(&counts, "queued") >= 200,
         "most of the list untouched: {counts:?}"
     );
     assert_eq!(
@@ -347,13 +347,13 @@ fn a_broken_server_pauses_the_campaign_and_a_later_run_resumes_it() {
     let counts = delivery_counts(&s.settings);
     assert_eq!(
         count(&counts, "sent") + count(&counts, "deferred"),
-        100,
+        300,
         "{counts:?}"
     );
     // The window fills at 20 failures; attempts already on the wire then
     // finish too, but the rest of the list was never tried.
     assert!(
-        count(&counts, "deferred") <= 40,
+        count(&counts, "deferred") <= 100,
         "only the attempts before the pause wait: {counts:?}"
     );
 }
