@@ -71,6 +71,10 @@ pub enum Command {
     /// Cache-Control. A later `herald build` is picked up without a restart.
     /// Stops on Ctrl-C.
     Serve(ServeArgs),
+    /// Manage the subscriber list: add, remove or erase addresses, list,
+    /// count, and move a list in and out as CSV.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +90,63 @@ pub struct ServeArgs {
     /// [default: `[server] listen` of the config].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+/// The subscriber states, for `--state`.
+const STATES: [&str; 5] = ["pending", "active", "unsubscribed", "bounced", "complained"];
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add an address. It starts pending and gets a confirmation mail (the
+    /// double opt-in), unless --confirmed.
+    Add {
+        email: String,
+        /// The subscriber's name, shown nowhere but the list and exports.
+        #[arg(long)]
+        name: Option<String>,
+        /// Active at once, without a confirmation mail: for moving a list
+        /// whose consent was collected elsewhere. Recorded as the reason.
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// Unsubscribe an address, or with --erase delete everything about it.
+    Remove {
+        email: String,
+        /// Delete the subscriber, their history and tokens, and the address
+        /// in past deliveries. Only a hash of the address is kept, so it is
+        /// never added again (by the form, add or import).
+        #[arg(long)]
+        erase: bool,
+    },
+    /// Print the list, oldest first.
+    List {
+        /// Only subscribers in this state.
+        #[arg(long, value_parser = STATES)]
+        state: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribers in each state.
+    Count,
+    /// Import a CSV file with a header row: an `email` column and
+    /// optionally `name`. Bad rows are reported by line on stderr (exit 1)
+    /// and the good ones imported; addresses already on the list are left
+    /// as they are, so importing a file twice changes nothing.
+    Import {
+        file: PathBuf,
+        /// Imported addresses are active at once instead of pending with a
+        /// confirmation mail each: for a list that already confirmed.
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// Write the list as CSV to stdout (email, name, state, source, dates,
+    /// consent), ready for `import` elsewhere.
+    Export {
+        /// Only subscribers in this state.
+        #[arg(long, value_parser = STATES)]
+        state: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

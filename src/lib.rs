@@ -12,3 +12,4 @@ pub mod issue;
 pub mod render;
 pub mod send;
 pub mod store;
+pub mod subscription;

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),
         Command::Build(args) => commands::build::run(&load()?, args.out.as_deref()),
         Command::Serve(args) => commands::serve::run(load()?, args.listen.as_deref()),
+        Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod preview;
 pub mod send;
 pub mod serve;
 pub mod status;
+pub mod subscribers;
 
 use std::path::Path;
 use std::process::ExitCode;

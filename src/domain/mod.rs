@@ -3,9 +3,13 @@
 
 mod issue_slug;
 mod subscriber_email;
+mod subscriber_name;
+mod token;
 
 pub use issue_slug::IssueSlug;
 pub use subscriber_email::SubscriberEmail;
+pub use subscriber_name::SubscriberName;
+pub use token::Token;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -2,6 +2,7 @@
 //! parts (subscribe, confirm, unsubscribe) merge their routes into.
 
 pub mod site;
+pub mod subscribers;
 
 use std::sync::Arc;
 

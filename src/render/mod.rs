@@ -2,19 +2,28 @@
 //! function here touches the file system or the network; commands write
 //! what these return.
 
+mod confirmation;
 mod email;
 pub mod feed;
 mod labels;
 mod message;
 mod personalize;
+mod subscriber_pages;
+mod subscription_texts;
 mod templates;
 mod text;
 mod web;
 
+pub use confirmation::{
+    build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,
+    TransactionalHeaders,
+};
 pub use email::{render_email, EmailContext, RenderedEmail};
 pub use labels::Labels;
 pub use message::{build_message, MessageHeaders};
 pub use personalize::{Personalized, Recipient};
+pub use subscriber_pages::{render_subscriber_page, PageContext, SubscriberPage};
+pub use subscription_texts::SubscriptionTexts;
 pub use templates::Templates;
 pub use text::{blocks_to_text, wrap_text, TEXT_WIDTH};
 pub use web::render_site;

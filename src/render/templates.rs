@@ -29,6 +29,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../templates/issue_content.html.hbs"),
     ),
     ("style.css", include_str!("../../templates/style.css")),
+    (
+        "confirm.mjml.hbs",
+        include_str!("../../templates/confirm.mjml.hbs"),
+    ),
+    (
+        "confirm.txt.hbs",
+        include_str!("../../templates/confirm.txt.hbs"),
+    ),
+    (
+        "subscriber_page.html.hbs",
+        include_str!("../../templates/subscriber_page.html.hbs"),
+    ),
 ];
 
 pub struct Templates {

@@ -370,3 +370,25 @@ pub async fn error_groups(
         })
         .collect())
 }
+
+/// Erasing a subscriber: their address and any finished message that holds
+/// it are removed from the delivery history, which keeps only counts and
+/// replies. Mail not yet sent to them is skipped.
+pub async fn scrub_deliveries_of(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    placeholder: &str,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries
+         SET recipient = ?, payload = NULL,
+             state = CASE WHEN state IN ('queued', 'deferred', 'sending') THEN 'skipped' ELSE state END,
+             lease_until = NULL
+         WHERE subscriber_id = ?",
+    )
+    .bind(placeholder)
+    .bind(subscriber_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}

@@ -5,8 +5,10 @@
 //! touching the stages.
 
 pub mod campaigns;
+pub mod confirmation_tokens;
 pub mod deliveries;
 pub mod subscribers;
+pub mod suppressions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -77,6 +79,14 @@ impl Store {
     /// A transaction on the writer connection; commit it to keep its work.
     pub async fn begin(&self) -> sqlx::Result<Tx<'static>> {
         self.writer.begin().await
+    }
+
+    /// A transaction that takes the write lock at once (BEGIN IMMEDIATE).
+    /// For one that reads and then writes: a deferred transaction would
+    /// have to upgrade its read snapshot to a write, which fails at once
+    /// (SQLITE_BUSY, no busy timeout) when another connection wrote first.
+    pub async fn begin_write(&self) -> sqlx::Result<Tx<'static>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -1,6 +1,7 @@
 //! Subscribers and their state.
 
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{Millis, Tx};
@@ -55,6 +56,49 @@ impl Source {
             Source::Import => "import",
             Source::Cli => "cli",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Source::Form, Source::Import, Source::Cli]
+            .into_iter()
+            .find(|source| source.as_str() == s)
+    }
+}
+
+/// One row of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub state: SubscriberState,
+    pub source: Source,
+    #[serde(skip)]
+    pub unsubscribe_token: String,
+    pub consent_at: Option<Millis>,
+    pub consent_ip: Option<String>,
+    pub consent_user_agent: Option<String>,
+    pub created_at: Millis,
+    pub state_changed_at: Millis,
+}
+
+const SUBSCRIBER_COLUMNS: &str = "id, email, name, state, source, unsubscribe_token, consent_at, \
+     consent_ip, consent_user_agent, created_at, state_changed_at";
+
+fn subscriber_from_row(row: &SqliteRow) -> Subscriber {
+    Subscriber {
+        id: row.get("id"),
+        email: row.get("email"),
+        name: row.get("name"),
+        // The CHECK constraints keep both columns to the known values.
+        state: SubscriberState::parse(row.get("state")).unwrap_or(SubscriberState::Pending),
+        source: Source::parse(row.get("source")).unwrap_or(Source::Cli),
+        unsubscribe_token: row.get("unsubscribe_token"),
+        consent_at: row.get("consent_at"),
+        consent_ip: row.get("consent_ip"),
+        consent_user_agent: row.get("consent_user_agent"),
+        created_at: row.get("created_at"),
+        state_changed_at: row.get("state_changed_at"),
     }
 }
 
@@ -144,4 +188,227 @@ pub async fn count_by_state(tx: &mut Tx<'_>) -> sqlx::Result<Vec<(String, i64)>>
         .fetch_all(&mut **tx)
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// New subscribers in one statement: the CSV import's fast path. Every row
+/// shares `state` and `source`; rows whose address is already on the list
+/// are left alone. Returns the id and address of each row inserted.
+pub async fn insert_subscribers(
+    tx: &mut Tx<'_>,
+    rows: &[(&SubscriberEmail, Option<&str>, &str)],
+    state: SubscriberState,
+    source: Source,
+    now: Millis,
+) -> sqlx::Result<Vec<(i64, String)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One JSON array instead of thousands of bound parameters; SQLite reads
+    // it back with json_each. `WHERE true` resolves the parsing ambiguity
+    // between INSERT ... SELECT and ON CONFLICT that SQLite documents.
+    let json: Vec<(&str, Option<&str>, &str)> = rows
+        .iter()
+        .map(|(email, name, token)| (email.as_str(), *name, *token))
+        .collect();
+    let json = serde_json::to_string(&json).expect("strings serialise");
+    let rows = sqlx::query(
+        "INSERT INTO subscribers (email, name, state, source, unsubscribe_token, created_at, state_changed_at)
+         SELECT value ->> 0, value ->> 1, ?1, ?2, value ->> 2, ?3, ?3
+         FROM json_each(?4) WHERE true
+         ON CONFLICT (email) DO NOTHING
+         RETURNING id, email",
+    )
+    .bind(state.as_str())
+    .bind(source.as_str())
+    .bind(now)
+    .bind(json)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The same change recorded for many subscribers at once.
+pub async fn record_events(
+    tx: &mut Tx<'_>,
+    subscriber_ids: &[i64],
+    state: SubscriberState,
+    reason: &str,
+    now: Millis,
+) -> sqlx::Result<()> {
+    if subscriber_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(subscriber_ids).expect("integers serialise");
+    sqlx::query(
+        "INSERT INTO subscriber_events (subscriber_id, state, reason, at)
+         SELECT value, ?1, ?2, ?3 FROM json_each(?4)",
+    )
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(now)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_subscriber_by_email(
+    tx: &mut Tx<'_>,
+    email: &SubscriberEmail,
+) -> sqlx::Result<Option<Subscriber>> {
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email = ?");
+    let row = sqlx::query(&sql)
+        .bind(email.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(subscriber_from_row))
+}
+
+pub async fn find_subscriber_by_unsubscribe_token(
+    tx: &mut Tx<'_>,
+    token: &str,
+) -> sqlx::Result<Option<Subscriber>> {
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE unsubscribe_token = ?");
+    let row = sqlx::query(&sql)
+        .bind(token)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(subscriber_from_row))
+}
+
+/// The list in order of arrival, optionally only one state.
+pub async fn list_subscribers(
+    tx: &mut Tx<'_>,
+    state: Option<SubscriberState>,
+) -> sqlx::Result<Vec<Subscriber>> {
+    let sql = format!(
+        "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE ?1 IS NULL OR state = ?1 ORDER BY id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(state.map(SubscriberState::as_str))
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.iter().map(subscriber_from_row).collect())
+}
+
+/// Pending to active: the double opt-in's second step, or an editor's
+/// `--confirmed`. Returns whether the subscriber was pending.
+pub async fn activate_pending_subscriber(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE subscribers SET state = 'active', state_changed_at = ?
+         WHERE id = ? AND state = 'pending'",
+    )
+    .bind(now)
+    .bind(subscriber_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Someone who left (or whose mail bounced) asks again on the form: back to
+/// `pending` with the new consent, to be confirmed like anyone new.
+/// Returns whether the subscriber was in a state that allows it.
+pub async fn resubscribe(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    consent: Option<&Consent>,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE subscribers
+         SET state = 'pending', state_changed_at = ?1, consent_at = ?2, consent_ip = ?3,
+             consent_user_agent = ?4
+         WHERE id = ?5 AND state IN ('unsubscribed', 'bounced')",
+    )
+    .bind(now)
+    .bind(consent.map(|_| now))
+    .bind(consent.and_then(|c| c.ip.as_deref()))
+    .bind(consent.and_then(|c| c.user_agent.as_deref()))
+    .bind(subscriber_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Unsubscribes whoever holds this link, if they are pending or active.
+/// Returns their id when this call changed something.
+pub async fn unsubscribe_by_token(
+    tx: &mut Tx<'_>,
+    token: &str,
+    now: Millis,
+) -> sqlx::Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = ?
+         WHERE unsubscribe_token = ? AND state IN ('pending', 'active')
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(token)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// `herald subscribers remove`: like the link, by address.
+pub async fn unsubscribe_by_email(
+    tx: &mut Tx<'_>,
+    email: &SubscriberEmail,
+    now: Millis,
+) -> sqlx::Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = ?
+         WHERE email = ? AND state IN ('pending', 'active')
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(email.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Deletes a subscriber; their events and confirmation tokens go with them
+/// (ON DELETE CASCADE), their deliveries lose the link (SET NULL).
+pub async fn delete_subscriber(tx: &mut Tx<'_>, subscriber_id: i64) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM subscribers WHERE id = ?")
+        .bind(subscriber_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(deleted > 0)
+}
+
+/// One entry of a subscriber's audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberEvent {
+    pub state: SubscriberState,
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// A subscriber's changes of state, oldest first.
+pub async fn list_events(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+) -> sqlx::Result<Vec<SubscriberEvent>> {
+    let rows = sqlx::query(
+        "SELECT state, reason, at FROM subscriber_events WHERE subscriber_id = ? ORDER BY at, id",
+    )
+    .bind(subscriber_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| SubscriberEvent {
+            state: SubscriberState::parse(r.get("state")).unwrap_or(SubscriberState::Pending),
+            reason: r.get("reason"),
+            at: r.get("at"),
+        })
+        .collect())
 }

@@ -9,3 +9,7 @@ mod send;
 mod serve;
 mod smtp_server;
 mod snapshots;
+mod subscribe_web;
+mod subscriber_app;
+mod subscribers_cli;
+mod subscription_props;

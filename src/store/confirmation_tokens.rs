@@ -1,0 +1,109 @@
+//! Confirmation tokens of the double opt-in, kept only as SHA-256 hashes.
+
+use sqlx::Row;
+
+use super::subscribers::SubscriberState;
+use super::{Millis, Tx};
+
+pub async fn insert_confirmation_token(
+    tx: &mut Tx<'_>,
+    token_hash: &[u8],
+    subscriber_id: i64,
+    now: Millis,
+    expires_at: Millis,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(token_hash)
+    .bind(subscriber_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Confirmation mails made for a subscriber since `since`: the per-address
+/// limit, kept in the database so a restart does not reset it.
+pub async fn count_confirmation_tokens_since(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    since: Millis,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM confirmation_tokens WHERE subscriber_id = ? AND created_at > ?",
+    )
+    .bind(subscriber_id)
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Marks an unused, unexpired token used and returns its subscriber. The
+/// check and the mark are one statement, so two concurrent confirms cannot
+/// both succeed.
+pub async fn use_confirmation_token(
+    tx: &mut Tx<'_>,
+    token_hash: &[u8],
+    now: Millis,
+) -> sqlx::Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE confirmation_tokens SET used_at = ?1
+         WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1
+         RETURNING subscriber_id",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Spends every other outstanding token of a subscriber once one has
+/// confirmed, so an older mail's link cannot confirm a later sign-up.
+pub async fn use_all_confirmation_tokens(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    now: Millis,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE confirmation_tokens SET used_at = ? WHERE subscriber_id = ? AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(subscriber_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// What is known about a token, for explaining why it does not work.
+#[derive(Debug, Clone)]
+pub struct TokenStatus {
+    pub subscriber_id: i64,
+    pub subscriber_state: SubscriberState,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+}
+
+pub async fn find_confirmation_token(
+    tx: &mut Tx<'_>,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<TokenStatus>> {
+    let row = sqlx::query(
+        "SELECT t.subscriber_id, s.state, t.expires_at, t.used_at
+         FROM confirmation_tokens t JOIN subscribers s ON s.id = t.subscriber_id
+         WHERE t.token_hash = ?",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| TokenStatus {
+        subscriber_id: r.get(0),
+        subscriber_state: SubscriberState::parse(r.get(1)).unwrap_or(SubscriberState::Pending),
+        expires_at: r.get(2),
+        used_at: r.get(3),
+    }))
+}

@@ -1,0 +1,343 @@
+//! Any sequence of sign-ups, confirmations, unsubscribes, re-subscribes and
+//! erasures leaves the list valid. A small model says what each address's
+//! state must be; the database must agree after every step, and a few
+//! invariants hold whatever the model says.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald::config::Settings;
+use herald::domain::{SubscriberEmail, Token};
+use herald::render::Templates;
+use herald::store::subscribers::{self, Source, SubscriberState};
+use herald::store::{now_millis, Store};
+use herald::subscription::{suppression_hash, SubscribeRequest, Subscriptions};
+use mail_parser::MessageParser;
+use proptest::prelude::*;
+
+// Domains unlike the sender's, so no Message-ID can contain an address.
+const ADDRESSES: [&str; 3] = ["ann@one.test", "bob@two.test", "cy@three.test"];
+const CONFIRMATIONS_PER_HOUR: u32 = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// The web form (also how someone who left comes back).
+    Form(usize),
+    /// `herald subscribers add`, with or without `--confirmed`.
+    CliAdd(usize, bool),
+    /// Confirms with the k-th link ever mailed to the address (any age).
+    Confirm(usize, usize),
+    /// A forged link.
+    ConfirmForged,
+    Unsubscribe(usize),
+    /// The send stage saw a permanent "no such mailbox".
+    Bounce(usize),
+    Erase(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let who = 0..ADDRESSES.len();
+    prop_oneof![
+        3 => who.clone().prop_map(Op::Form),
+        1 => (who.clone(), any::<bool>()).prop_map(|(a, c)| Op::CliAdd(a, c)),
+        4 => (who.clone(), 0..6usize).prop_map(|(a, k)| Op::Confirm(a, k)),
+        1 => Just(Op::ConfirmForged),
+        2 => who.clone().prop_map(Op::Unsubscribe),
+        1 => who.clone().prop_map(Op::Bounce),
+        1 => who.prop_map(Op::Erase),
+    ]
+}
+
+/// What the rules say about one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    Absent,
+    In(SubscriberState),
+    Erased,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    state: HashMap<usize, Expected>,
+    /// Every link mailed to an address, oldest first: spent or not.
+    links: HashMap<usize, Vec<bool>>,
+}
+
+impl Model {
+    fn get(&self, a: usize) -> Expected {
+        self.state.get(&a).copied().unwrap_or(Expected::Absent)
+    }
+
+    fn set(&mut self, a: usize, state: SubscriberState) {
+        self.state.insert(a, Expected::In(state));
+    }
+
+    fn mail_link(&mut self, a: usize) {
+        self.links.entry(a).or_default().push(false);
+    }
+
+    /// A pending address gets another link unless it had its share this
+    /// hour (a test run is well within one hour).
+    fn resend_link(&mut self, a: usize) {
+        if self.links.get(&a).map_or(0, Vec::len) < CONFIRMATIONS_PER_HOUR as usize {
+            self.mail_link(a);
+        }
+    }
+
+    fn spend_all_links(&mut self, a: usize) {
+        for spent in self.links.entry(a).or_default() {
+            *spent = true;
+        }
+    }
+
+    fn apply(&mut self, op: &Op, link_index: Option<usize>) {
+        match *op {
+            Op::Form(a) => match self.get(a) {
+                Expected::Absent => {
+                    self.set(a, SubscriberState::Pending);
+                    self.mail_link(a);
+                }
+                Expected::In(SubscriberState::Pending) => self.resend_link(a),
+                Expected::In(SubscriberState::Unsubscribed | SubscriberState::Bounced) => {
+                    self.set(a, SubscriberState::Pending);
+                    self.spend_all_links(a);
+                    self.mail_link(a);
+                }
+                _ => {}
+            },
+            Op::CliAdd(a, confirmed) => match (self.get(a), confirmed) {
+                (Expected::Absent, true) => self.set(a, SubscriberState::Active),
+                (Expected::Absent, false) => {
+                    self.set(a, SubscriberState::Pending);
+                    self.mail_link(a);
+                }
+                (Expected::In(SubscriberState::Pending), true) => {
+                    self.set(a, SubscriberState::Active)
+                }
+                (Expected::In(SubscriberState::Pending), false) => self.resend_link(a),
+                _ => {}
+            },
+            Op::Confirm(a, _) => {
+                let Some(k) = link_index else { return };
+                let links = self.links.entry(a).or_default();
+                if links[k] {
+                    return; // a spent link never works again
+                }
+                links[k] = true;
+                if self.get(a) == Expected::In(SubscriberState::Pending) {
+                    self.set(a, SubscriberState::Active);
+                    self.spend_all_links(a);
+                }
+            }
+            Op::ConfirmForged => {}
+            Op::Unsubscribe(a) => {
+                if matches!(
+                    self.get(a),
+                    Expected::In(SubscriberState::Pending | SubscriberState::Active)
+                ) {
+                    self.set(a, SubscriberState::Unsubscribed);
+                }
+            }
+            Op::Bounce(a) => {
+                if matches!(
+                    self.get(a),
+                    Expected::In(SubscriberState::Pending | SubscriberState::Active)
+                ) {
+                    self.set(a, SubscriberState::Bounced);
+                }
+            }
+            Op::Erase(a) => {
+                self.state.insert(a, Expected::Erased);
+            }
+        }
+    }
+}
+
+/// The confirmation links mailed to an address, oldest first, read back
+/// from the queued messages (the database keeps only their hashes).
+async fn links_mailed_to(store: &Store, address: &str) -> Vec<Token> {
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM deliveries WHERE recipient = ? AND payload IS NOT NULL ORDER BY id",
+    )
+    .bind(address)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    payloads
+        .iter()
+        .map(|payload| {
+            let message = MessageParser::default().parse(payload).unwrap();
+            let text = message.body_text(0).unwrap();
+            let start = text.find("/confirm/").unwrap() + "/confirm/".len();
+            Token::parse(&text[start..start + 43]).unwrap()
+        })
+        .collect()
+}
+
+async fn run_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.paths.database = dir.path().join("herald.db");
+    settings.server.confirmations_per_address_per_hour = CONFIRMATIONS_PER_HOUR;
+    let settings = Arc::new(settings);
+    let store = Store::open(&settings.database_path()).await.unwrap();
+    let subscriptions = Subscriptions::new(settings.clone(), &Templates::builtin()).unwrap();
+    let emails: Vec<SubscriberEmail> = ADDRESSES
+        .iter()
+        .map(|a| SubscriberEmail::parse(a).unwrap())
+        .collect();
+    let mut model = Model::default();
+
+    for op in &ops {
+        let now = now_millis();
+        let mut tx = store.begin_write().await.unwrap();
+        let mut link_index = None;
+        match *op {
+            Op::Form(a) | Op::CliAdd(a, _) => {
+                let (source, confirmed) = match *op {
+                    Op::CliAdd(_, confirmed) => (Source::Cli, confirmed),
+                    _ => (Source::Form, false),
+                };
+                let request = SubscribeRequest {
+                    email: &emails[a],
+                    name: None,
+                    source,
+                    consent: None,
+                    confirmed,
+                };
+                subscriptions
+                    .subscribe(&mut tx, &request, now)
+                    .await
+                    .unwrap();
+            }
+            Op::Confirm(a, k) => {
+                let links = links_mailed_to(&store, ADDRESSES[a]).await;
+                if !links.is_empty() {
+                    let k = k % links.len();
+                    link_index = Some(k);
+                    subscriptions
+                        .confirm(&mut tx, &links[k], now)
+                        .await
+                        .unwrap();
+                }
+            }
+            Op::ConfirmForged => {
+                subscriptions
+                    .confirm(&mut tx, &Token::generate(), now)
+                    .await
+                    .unwrap();
+            }
+            Op::Unsubscribe(a) => {
+                if let Some(s) = subscribers::find_subscriber_by_email(&mut tx, &emails[a])
+                    .await
+                    .unwrap()
+                {
+                    subscriptions
+                        .unsubscribe(&mut tx, &s.unsubscribe_token, "test", now)
+                        .await
+                        .unwrap();
+                }
+            }
+            Op::Bounce(a) => {
+                if let Some(s) = subscribers::find_subscriber_by_email(&mut tx, &emails[a])
+                    .await
+                    .unwrap()
+                {
+                    // As the send stage's worker records it.
+                    if subscribers::mark_bounced(&mut tx, s.id, now).await.unwrap() {
+                        subscribers::record_event(
+                            &mut tx,
+                            s.id,
+                            SubscriberState::Bounced,
+                            "bounced: 550 5.1.1",
+                            now,
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+            Op::Erase(a) => {
+                subscriptions.erase(&mut tx, &emails[a], now).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        model.apply(op, link_index);
+        check(&store, &emails, &model, op).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn check(
+    store: &Store,
+    emails: &[SubscriberEmail],
+    model: &Model,
+    op: &Op,
+) -> Result<(), TestCaseError> {
+    for (a, email) in emails.iter().enumerate() {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE email = ?")
+            .bind(email.as_str())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        prop_assert!(rows <= 1, "two rows for {email}");
+        let mut tx = store.begin().await.unwrap();
+        let found = subscribers::find_subscriber_by_email(&mut tx, email)
+            .await
+            .unwrap();
+        let actual = match &found {
+            Some(s) => Expected::In(s.state),
+            None => {
+                let suppressed: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM suppressions WHERE email_hash = ?")
+                        .bind(suppression_hash(email))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap();
+                if suppressed > 0 {
+                    Expected::Erased
+                } else {
+                    Expected::Absent
+                }
+            }
+        };
+        prop_assert_eq!(actual, model.get(a), "{} after {:?}", email, op);
+
+        if let Some(s) = found {
+            // Active only through a confirmation or an editor's --confirmed.
+            let events = subscribers::list_events(&mut tx, s.id).await.unwrap();
+            let last = events.last().expect("every subscriber has an event");
+            prop_assert_eq!(last.state, s.state);
+            if s.state == SubscriberState::Active {
+                prop_assert!(
+                    last.reason == "confirmed by link" || last.reason.ends_with("--confirmed"),
+                    "active by {:?}",
+                    last.reason
+                );
+            }
+        } else {
+            let mentions: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE recipient = ? OR instr(payload, ?) > 0",
+            )
+            .bind(email.as_str())
+            .bind(email.as_str().as_bytes())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            prop_assert_eq!(mentions, 0, "{} left in deliveries", email);
+        }
+        tx.commit().await.unwrap();
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_sequence_leaves_the_list_valid(ops in proptest::collection::vec(op(), 1..30)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run_sequence(ops))?;
+    }
+}
