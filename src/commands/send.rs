@@ -15,7 +15,6 @@ use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
 use crate::send::lock::QueueLock;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
-use crate::send::retry::RetryPolicy;
 use crate::send::smtp::SmtpTarget;
 use crate::send::transport::{FileOutbox, Transport};
 use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
@@ -67,16 +66,14 @@ pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTranspo
 }
 
 pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
-    let send = &settings.send;
-    SendOptions {
-        concurrency: args.concurrency.unwrap_or(send.concurrency).max(1),
-        rate: args.rate.unwrap_or(send.rate),
-        batch_size: i64::from(send.batch_size.max(1)),
-        lease: Duration::from_secs(send.lease_secs.max(1)),
-        retry: RetryPolicy::from_settings(send),
-        failure_window: send.failure_window,
-        failure_threshold: send.failure_threshold,
+    let mut options = SendOptions::from_settings(&settings.send);
+    if let Some(concurrency) = args.concurrency {
+        options.concurrency = concurrency.max(1);
     }
+    if let Some(rate) = args.rate {
+        options.rate = rate;
+    }
+    options
 }
 
 pub fn run(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -1,9 +1,18 @@
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::{router, AppState};
+use crate::render::Templates;
+use crate::send::lock::QueueLock;
+use crate::send::outbox::{run_transactional_worker, OutboxSignal};
+use crate::send::worker::SendOptions;
+use crate::store::deliveries::{self, Queue};
+use crate::store::Store;
 
 use super::{success, user_error};
 
@@ -27,14 +36,57 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
             .await
             .map_err(|e| user_error(format!("cannot listen on {listen}: {e}")))?;
         let address = listener.local_addr()?;
+        let store = Store::open(&settings.database_path()).await?;
+        let templates = Arc::new(Templates::load(&settings.templates_dir())?);
+        let outbox = OutboxSignal::default();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = start_outbox_worker(&settings, &store, outbox.clone(), stopped).await?;
+        let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
+        let app = router(AppState::new(settings)).merge(subscriber_routes(web));
         println!("serving {} on http://{address}/", output.display());
-        axum::serve(listener, router(AppState::new(settings)))
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        let _ = stop.send(true);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        store.close().await;
+        served
     })?;
     println!("stopped");
     success()
+}
+
+/// Confirmation mail goes out from here, beside the web server, with the
+/// same queue and retries as issues. One worker per database: a second
+/// `herald serve` on the same list serves pages but leaves the mail to the
+/// first.
+async fn start_outbox_worker(
+    settings: &Settings,
+    store: &Store,
+    signal: OutboxSignal,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(lock) = QueueLock::try_acquire(&settings.database_path(), "outbox")? else {
+        tracing::warn!("another herald serve sends this database's confirmation mail; this one will not");
+        return Ok(None);
+    };
+    let mut tx = store.begin().await?;
+    deliveries::release_orphaned_claims(&mut tx, Queue::Transactional).await?;
+    tx.commit().await?;
+    let transport = super::send::transport_from_settings(settings)?;
+    let from = super::preview::parse_mailbox(&settings.mail.from, "[mail] from")?.email;
+    let options = SendOptions::from_settings(&settings.send);
+    let store = store.clone();
+    Ok(Some(tokio::spawn(async move {
+        let _lock = lock;
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        run_transactional_worker(store, transport, from, options, signal, shutdown).await;
+    })))
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (service managers

@@ -69,6 +69,20 @@ pub struct SendOptions {
     pub failure_threshold: f64,
 }
 
+impl SendOptions {
+    pub fn from_settings(send: &crate::config::SendSettings) -> Self {
+        SendOptions {
+            concurrency: send.concurrency.max(1),
+            rate: send.rate,
+            batch_size: i64::from(send.batch_size.max(1)),
+            lease: Duration::from_secs(send.lease_secs.max(1)),
+            retry: RetryPolicy::from_settings(send),
+            failure_window: send.failure_window,
+            failure_threshold: send.failure_threshold,
+        }
+    }
+}
+
 /// Running totals of one run, shared with the progress display.
 #[derive(Debug, Default)]
 pub struct Counters {

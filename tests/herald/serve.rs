@@ -328,3 +328,57 @@ fn the_serve_command_serves_until_sigterm() {
     );
     assert!(stdout.contains("stopped"), "{stdout}");
 }
+
+/// The real `herald serve` wires the subscriber routes and the confirmation
+/// mail worker: a sign-up over HTTP ends as a mail at the SMTP server.
+#[test]
+fn the_serve_command_takes_sign_ups_and_mails_the_confirmation() {
+    let smtp = crate::smtp_server::SmtpServer::start();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let ws = Workspace::with_examples(&format!(
+        "[site]\nbase_url = \"http://127.0.0.1:{port}/\"\n[smtp]\nurl = \"{}\"\n",
+        smtp.url()
+    ));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--config", ws.config().to_str().unwrap(), "serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .post(format!("http://{address}/subscribe"))
+                .form(&[("email", "new.reader@example.com"), ("website", "")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    assert!(status.is_success(), "{status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while smtp.messages().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "one confirmation mail");
+    assert_eq!(messages[0].to, vec!["new.reader@example.com".to_string()]);
+    let body = String::from_utf8_lossy(&messages[0].data).replace("=\r\n", "");
+    assert!(body.contains(&format!("http://127.0.0.1:{port}/confirm/")), "no confirm link");
+}
