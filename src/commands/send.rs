@@ -167,6 +167,21 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         }
     };
     deliveries::release_orphaned_claims(&mut tx, Queue::Campaign(campaign.id)).await?;
+    if campaign.state == CampaignState::Finished {
+        tx.commit().await?;
+        let finished = campaign
+            .finished_at
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        println!(
+            "{} was already sent (campaign {}, finished {}); nobody is mailed twice. \
+             `herald status {}` shows the details; `--force-new` sends it to everybody again",
+            issue.slug,
+            campaign.id,
+            finished.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            issue.slug
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if campaign.state == CampaignState::Paused {
         eprintln!(
             "resuming paused campaign {} ({})",

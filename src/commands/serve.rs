@@ -44,10 +44,13 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let app = router(AppState::new(settings)).merge(subscriber_routes(web));
         println!("serving {} on http://{address}/", output.display());
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP");
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP");
         let _ = stop.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
@@ -70,7 +73,9 @@ async fn start_outbox_worker(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(lock) = QueueLock::try_acquire(&settings.database_path(), "outbox")? else {
-        tracing::warn!("another herald serve sends this database's confirmation mail; this one will not");
+        tracing::warn!(
+            "another herald serve sends this database's confirmation mail; this one will not"
+        );
         return Ok(None);
     };
     let mut tx = store.begin().await?;

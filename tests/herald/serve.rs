@@ -343,7 +343,12 @@ fn the_serve_command_takes_sign_ups_and_mails_the_confirmation() {
         smtp.url()
     ));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--config", ws.config().to_str().unwrap(), "serve", "--listen"])
+        .args([
+            "--config",
+            ws.config().to_str().unwrap(),
+            "serve",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -374,11 +379,16 @@ fn the_serve_command_takes_sign_ups_and_mails_the_confirmation() {
     while smtp.messages().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "one confirmation mail");
     assert_eq!(messages[0].to, vec!["new.reader@example.com".to_string()]);
     let body = String::from_utf8_lossy(&messages[0].data).replace("=\r\n", "");
-    assert!(body.contains(&format!("http://127.0.0.1:{port}/confirm/")), "no confirm link");
+    assert!(
+        body.contains(&format!("http://127.0.0.1:{port}/confirm/")),
+        "no confirm link"
+    );
 }
