@@ -48,9 +48,6 @@ pub struct Settings {
     /// `HERALD_SMTP_PASSWORD`.
     #[serde(skip)]
     pub smtp_password: Option<Secret>,
-    /// `HERALD_SECRET`: the key behind unsubscribe tokens.
-    #[serde(skip)]
-    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,7 +146,6 @@ impl Default for Settings {
             server: ServerSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
-            secret: None,
         }
     }
 }
@@ -272,7 +268,6 @@ impl Settings {
 
     fn read_environment(&mut self) {
         self.smtp_password = non_empty_env("HERALD_SMTP_PASSWORD").map(Secret::new);
-        self.secret = non_empty_env("HERALD_SECRET").map(Secret::new);
     }
 
     /// A path from the config, taken relative to the config's folder.
