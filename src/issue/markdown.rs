@@ -228,35 +228,34 @@ impl Walker<'_> {
                 dest_url,
                 title,
                 id,
-            }) => {
-                let url = self.resolve_link(&dest_url, at);
-                let dest = url.map(|u| u.to_string()).unwrap_or_default();
-                Event::Start(Tag::Link {
-                    link_type,
-                    dest_url: CowStr::from(dest),
-                    title,
-                    id,
-                })
-            }
+            }) => Event::Start(Tag::Link {
+                link_type,
+                dest_url: self.resolved(&dest_url, at),
+                title,
+                id,
+            }),
             Event::Start(Tag::Image {
                 link_type,
                 dest_url,
                 title,
                 id,
-            }) => {
-                let url = self.resolve_link(&dest_url, at);
-                let dest = url.map(|u| u.to_string()).unwrap_or_default();
-                Event::Start(Tag::Image {
-                    link_type,
-                    dest_url: CowStr::from(dest),
-                    title,
-                    id,
-                })
-            }
+            }) => Event::Start(Tag::Image {
+                link_type,
+                dest_url: self.resolved(&dest_url, at),
+                title,
+                id,
+            }),
             other => other,
         };
         self.text.push(&event);
         self.html_events.push(event.into_static());
+    }
+
+    /// A link or image target made absolute; empty when it was refused
+    /// (the diagnostic says why).
+    fn resolved(&mut self, dest: &str, at: usize) -> CowStr<'static> {
+        let url = self.resolve_link(dest, at);
+        CowStr::from(url.map(String::from).unwrap_or_default())
     }
 
     /// Closes the body being collected and stores it where it belongs.

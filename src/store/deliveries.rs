@@ -13,6 +13,17 @@ pub enum Queue {
     Transactional,
 }
 
+impl Queue {
+    /// A condition selecting this queue's rows, with the one value it binds
+    /// (a NULL for transactional mail keeps the bind count the same).
+    fn condition(self) -> (&'static str, Option<i64>) {
+        match self {
+            Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
+            Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
+        }
+    }
+}
+
 /// A row a worker now owns until `lease_until`.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
@@ -100,10 +111,7 @@ pub async fn claim_due_deliveries(
 /// Rows whose worker's lease ran out (it died, or hung) become due again.
 /// The attempt they were charged stands: it may have reached the server.
 pub async fn expire_leases(tx: &mut Tx<'_>, queue: Queue, now: Millis) -> sqlx::Result<u64> {
-    let (filter, campaign) = match queue {
-        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
-        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
-    };
+    let (filter, campaign) = queue.condition();
     let sql = format!(
         "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL
          WHERE {filter} AND state = 'sending' AND lease_until <= ?"
@@ -232,10 +240,7 @@ pub async fn release_claim(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<()> {
 /// Rows left 'sending' by a process that died. Only safe to call while
 /// holding the queue's process lock, which proves no live worker owns them.
 pub async fn release_orphaned_claims(tx: &mut Tx<'_>, queue: Queue) -> sqlx::Result<u64> {
-    let (filter, campaign) = match queue {
-        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
-        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
-    };
+    let (filter, campaign) = queue.condition();
     let sql = format!(
         "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
              lease_until = NULL
@@ -295,10 +300,7 @@ pub async fn count_deliveries_by_state(
     tx: &mut Tx<'_>,
     queue: Queue,
 ) -> sqlx::Result<Vec<(String, i64)>> {
-    let (filter, campaign) = match queue {
-        Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
-        Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
-    };
+    let (filter, campaign) = queue.condition();
     let sql = format!(
         "SELECT state, COUNT(*) FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
     );
