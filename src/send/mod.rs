@@ -8,6 +8,7 @@ pub mod outbox;
 pub mod progress;
 pub mod retry;
 pub mod smtp;
+pub mod transaction;
 pub mod transport;
 pub mod worker;
 

@@ -18,6 +18,7 @@ use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::transaction::{send_message, Failure};
 use super::transport::SendError;
 use crate::config::Secret;
 use crate::store::deliveries::Reply;
@@ -156,8 +157,16 @@ impl SmtpTarget {
                 .await
                 .map_err(classify)?;
         }
+        // A second EHLO: lettre's parse of the first drops PIPELINING.
+        let ehlo = connection
+            .command(lettre::transport::smtp::commands::Ehlo::new(
+                self.hello.clone(),
+            ))
+            .await
+            .map_err(classify)?;
         Ok(SmtpConnection {
             inner: connection,
+            pipelining: super::transaction::offers_pipelining(&ehlo),
             timeout: self.timeout,
             broken: false,
         })
@@ -233,18 +242,24 @@ impl tokio::io::AsyncWrite for ImplicitTls {
 
 pub struct SmtpConnection {
     inner: AsyncSmtpConnection,
+    pipelining: bool,
     timeout: Duration,
     broken: bool,
 }
 
 impl SmtpConnection {
     pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Reply, SendError> {
-        match tokio::time::timeout(self.timeout, self.inner.send(envelope, message)).await {
+        let transaction = send_message(&mut self.inner, self.pipelining, envelope, message);
+        match tokio::time::timeout(self.timeout, transaction).await {
             Ok(Ok(response)) => Ok(reply_of(&response)),
-            Ok(Err(e)) => {
-                // lettre aborts the session on any negative reply.
+            Ok(Err(failure)) => {
+                // Like lettre, drop the session after any negative reply.
                 self.broken = true;
-                Err(classify(e))
+                self.inner.abort().await;
+                Err(match failure {
+                    Failure::Smtp(e) => classify(e),
+                    Failure::Refused(e) => e,
+                })
             }
             Err(_) => {
                 self.broken = true;

@@ -11,7 +11,7 @@ use herald::store::subscribers::{self, NewSubscriber, Source, SubscriberState};
 use herald::store::{deliveries, now_millis, Store};
 
 use crate::helpers::repo_path;
-use crate::smtp_server::{reserve_port, start_cutting_proxy, SmtpServer};
+use crate::smtp_server::{reserve_port, start_proxy, SmtpServer};
 
 pub struct SendSetup {
     pub dir: tempfile::TempDir,
@@ -279,8 +279,8 @@ fn no_such_mailbox_fails_at_once_and_bounces_the_subscriber() {
 #[test]
 fn a_connection_dropped_mid_data_is_retried() {
     let server = SmtpServer::start();
-    let proxy = start_cutting_proxy(server.addr, 3);
-    let s = setup(&format!("smtp://{proxy}?tls=none"), 30);
+    let proxy = start_proxy(server.addr, 3, false);
+    let s = setup(&format!("smtp://{}?tls=none", proxy.addr), 30);
     assert_eq!(
         send_issue(&s.settings, &args(), true).unwrap(),
         ExitCode::SUCCESS
@@ -591,4 +591,38 @@ fn status_reports_counts_rate_and_grouped_errors() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("state: finished"), "{text}");
     assert!(text.contains("2 × failed 550 5.1.1"), "{text}");
+}
+
+#[test]
+fn pipelined_transactions_deliver_and_fail_like_sequential_ones() {
+    let server = SmtpServer::start();
+    {
+        let mut faults = server.faults.lock().unwrap();
+        faults.rcpt_451_rate = 0.10;
+        faults.no_such_user = [address(5)].into_iter().collect();
+    }
+    let proxy = start_proxy(server.addr, 0, true);
+    let s = setup(&format!("smtp://{}?tls=none", proxy.addr), 100);
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert!(
+        proxy
+            .pipelined_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 99,
+        "MAIL, RCPT and DATA went out together"
+    );
+    let copies = server.copies_by_recipient();
+    assert_eq!(copies.len(), 99);
+    assert!(copies.values().all(|n| *n == 1), "{copies:?}");
+    assert!(!copies.contains_key(&address(5)));
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(
+        (count(&counts, "sent"), count(&counts, "failed")),
+        (99, 1),
+        "{counts:?}"
+    );
+    assert_eq!(subscriber_state(&s.settings, &address(5)), "bounced");
 }

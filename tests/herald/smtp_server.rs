@@ -148,31 +148,68 @@ pub fn reserve_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// A TCP proxy to `upstream` that, for its first `cut_first` connections,
-/// closes both sides once the client has sent `DATA` and part of a message:
-/// a connection dropped mid-DATA.
-pub fn start_cutting_proxy(upstream: SocketAddr, cut_first: usize) -> SocketAddr {
+/// A TCP proxy in front of the test server that misbehaves on request.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    /// Client writes that carried MAIL, RCPT and DATA together.
+    pub pipelined_writes: Arc<AtomicUsize>,
+}
+
+/// For its first `cut_first` connections, the proxy closes both sides once
+/// the client has sent `DATA` and part of a message: a connection dropped
+/// mid-DATA. With `advertise_pipelining`, it adds PIPELINING to the
+/// server's EHLO reply (mailin reads commands line by line from a buffer,
+/// so pipelined commands work; it just never says so).
+pub fn start_proxy(upstream: SocketAddr, cut_first: usize, advertise_pipelining: bool) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
+    let pipelined_writes = Arc::new(AtomicUsize::new(0));
+    let counter = pipelined_writes.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
             let cut = accepted.fetch_add(1, Ordering::SeqCst) < cut_first;
-            std::thread::spawn(move || proxy(client, upstream, cut));
+            let counter = counter.clone();
+            std::thread::spawn(move || proxy(client, upstream, cut, advertise_pipelining, counter));
         }
     });
-    addr
+    Proxy {
+        addr,
+        pipelined_writes,
+    }
 }
 
-fn proxy(mut client: TcpStream, upstream: SocketAddr, cut: bool) {
+fn proxy(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    cut: bool,
+    pipelining: bool,
+    pipelined: Arc<AtomicUsize>,
+) {
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
     };
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let down = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut server, &mut client);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match server.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut chunk = buf[..n].to_vec();
+            if pipelining {
+                let text = String::from_utf8_lossy(&chunk)
+                    .replace("250 8BITMIME\r\n", "250-8BITMIME\r\n250 PIPELINING\r\n")
+                    .replace("250-8BITMIME\r\n", "250-8BITMIME\r\n250-PIPELINING\r\n");
+                chunk = text.into_bytes();
+            }
+            if client.write_all(&chunk).is_err() {
+                break;
+            }
+        }
         let _ = client.shutdown(std::net::Shutdown::Both);
     });
     let mut seen = Vec::new();
@@ -183,24 +220,35 @@ fn proxy(mut client: TcpStream, upstream: SocketAddr, cut: bool) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let read = &buf[..n];
+        if contains(read, b"MAIL FROM") && contains(read, b"RCPT TO") && contains(read, b"DATA\r\n")
+        {
+            pipelined.fetch_add(1, Ordering::SeqCst);
+        }
         if cut {
-            if after_data > 0 || seen.windows(6).any(|w| w.eq_ignore_ascii_case(b"DATA\r\n")) {
+            if after_data > 0 || contains(&seen, b"DATA\r\n") {
                 after_data += n;
                 if after_data > 200 {
                     // Forward a little of the message, then vanish.
-                    let _ = server_write.write_all(&buf[..n / 2]);
+                    let _ = server_write.write_all(&read[..n / 2]);
                     let _ = server_write.shutdown(std::net::Shutdown::Both);
                     let _ = client_read.shutdown(std::net::Shutdown::Both);
                     break;
                 }
             } else {
-                seen.extend_from_slice(&buf[..n]);
+                seen.extend_from_slice(read);
             }
         }
-        if server_write.write_all(&buf[..n]).is_err() {
+        if server_write.write_all(read).is_err() {
             break;
         }
     }
     let _ = server_write.shutdown(std::net::Shutdown::Both);
     let _ = down.join();
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
