@@ -322,11 +322,14 @@ pub async fn run_queue<T: Transport>(
     let concurrency = options.concurrency.max(1);
     let limiter: Option<Arc<DefaultDirectRateLimiter>> =
         NonZeroU32::new(options.rate).map(|rate| {
-            // A burst of one: the rate holds over any window, not just on average.
+            // A burst of 10 ms worth of messages (at least one): the rate
+            // holds over any window longer than that. A burst of one would
+            // undershoot high rates, since timers tick in milliseconds.
             let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+            let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
             let quota = Quota::with_period(period)
                 .expect("non-zero period")
-                .allow_burst(NonZeroU32::MIN);
+                .allow_burst(burst);
             Arc::new(RateLimiter::direct(quota))
         });
     let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
