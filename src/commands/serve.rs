@@ -13,6 +13,7 @@ use crate::send::outbox::{run_transactional_worker, OutboxSignal};
 use crate::send::worker::SendOptions;
 use crate::store::deliveries::{self, Queue};
 use crate::store::Store;
+use crate::subscription::{SubscriberMail, Subscriptions};
 
 use super::{success, user_error};
 
@@ -40,7 +41,9 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let templates = Arc::new(Templates::load(&settings.templates_dir())?);
         let outbox = OutboxSignal::default();
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let worker = start_outbox_worker(&settings, &store, outbox.clone(), stopped).await?;
+        let subscriptions = Arc::new(Subscriptions::new(Arc::new(settings.clone()), &templates)?);
+        let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
+        let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let app = router(AppState::new(settings)).merge(subscriber_routes(web));
         println!("serving {} on http://{address}/", output.display());
@@ -69,6 +72,7 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
 async fn start_outbox_worker(
     settings: &Settings,
     store: &Store,
+    mail: Arc<SubscriberMail>,
     signal: OutboxSignal,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
@@ -90,7 +94,7 @@ async fn start_outbox_worker(
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        run_transactional_worker(store, transport, from, options, signal, shutdown).await;
+        run_transactional_worker(store, transport, from, mail, options, signal, shutdown).await;
     })))
 }
 

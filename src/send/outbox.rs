@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::transport::{AnyTransport, Transport};
-use super::worker::{send_next_batch, Counters, MessageSource, Outcome, SendOptions};
+use super::worker::{
+    send_next_batch, Counters, MessageSource, Outcome, SendOptions, TransactionalMail,
+};
 use crate::store::deliveries::Queue;
 use crate::store::Store;
 
@@ -33,11 +35,15 @@ pub async fn run_transactional_worker(
     store: Store,
     transport: AnyTransport,
     from: lettre::Address,
+    mail: Arc<dyn TransactionalMail>,
     options: SendOptions,
     signal: OutboxSignal,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let source = MessageSource::Prebuilt { from };
+    let source = MessageSource::Transactional {
+        from,
+        mail: Some(mail),
+    };
     let counters = Counters::default();
     let mut connection: Option<<AnyTransport as Transport>::Connection> = None;
     tokio::pin!(shutdown);

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use tokio::sync::{mpsc, Notify};
@@ -25,16 +26,30 @@ use super::transport::{Connection, SendError, Transport};
 use crate::store::deliveries::{self, ClaimedDelivery, Queue, Reply};
 use crate::store::{now_millis, subscribers, Store};
 
+/// Makes transactional mail when it is sent. The send stage owns this
+/// interface; the subscription rules above it implement it (a confirmation
+/// needs a fresh token stored as its hash, which only they know how to make).
+pub trait TransactionalMail: Send + Sync + 'static {
+    /// The finished message for a queued row that carries no payload.
+    fn build<'a>(
+        &'a self,
+        delivery: &'a ClaimedDelivery,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SendError>>;
+}
+
 /// Turns a claimed row into the bytes to send.
 pub enum MessageSource {
     /// Issue mail: personalised from the campaign's rendered email.
     Campaign(Box<MessageFactory>),
-    /// Transactional mail: the row carries its finished message.
-    Prebuilt { from: lettre::Address },
+    /// Transactional mail: a finished payload, or made now by `mail`.
+    Transactional {
+        from: lettre::Address,
+        mail: Option<Arc<dyn TransactionalMail>>,
+    },
 }
 
 impl MessageSource {
-    fn build(&self, delivery: &ClaimedDelivery) -> Result<(Envelope, Vec<u8>), SendError> {
+    async fn build(&self, delivery: &ClaimedDelivery) -> Result<(Envelope, Vec<u8>), SendError> {
         match self {
             MessageSource::Campaign(factory) => {
                 let token = delivery.unsubscribe_token.as_deref().unwrap_or("missing");
@@ -42,10 +57,17 @@ impl MessageSource {
                     .build(&delivery.recipient, token, &delivery.message_id)
                     .map_err(|e| SendError::permanent(format!("building the message: {e:#}")))
             }
-            MessageSource::Prebuilt { from } => {
-                let payload = delivery.payload.clone().ok_or_else(|| {
-                    SendError::permanent("transactional delivery without a message")
-                })?;
+            MessageSource::Transactional { from, mail } => {
+                let payload = match (&delivery.payload, mail) {
+                    (Some(payload), _) => payload.clone(),
+                    (None, Some(mail)) => mail.build(delivery).await?,
+                    (None, None) => {
+                        return Err(SendError::permanent(format!(
+                            "no way to make {} mail here",
+                            delivery.kind
+                        )))
+                    }
+                };
                 let to: lettre::Address = delivery.recipient.parse().map_err(|e| {
                     SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient))
                 })?;
@@ -225,7 +247,7 @@ async fn attempt<T: Transport>(
     source: &MessageSource,
     delivery: &ClaimedDelivery,
 ) -> Attempt {
-    let (envelope, bytes) = match source.build(delivery) {
+    let (envelope, bytes) = match source.build(delivery).await {
         Ok(built) => built,
         Err(e) => return Attempt::Failed(e),
     };

@@ -25,23 +25,6 @@ pub async fn insert_confirmation_token(
     Ok(())
 }
 
-/// Confirmation mails made for a subscriber since `since`: the per-address
-/// limit, kept in the database so a restart does not reset it.
-pub async fn count_confirmation_tokens_since(
-    tx: &mut Tx<'_>,
-    subscriber_id: i64,
-    since: Millis,
-) -> sqlx::Result<i64> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) FROM confirmation_tokens WHERE subscriber_id = ? AND created_at > ?",
-    )
-    .bind(subscriber_id)
-    .bind(since)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.get(0))
-}
-
 /// Marks an unused, unexpired token used and returns its subscriber. The
 /// check and the mark are one statement, so two concurrent confirms cannot
 /// both succeed.

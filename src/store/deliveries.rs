@@ -28,6 +28,8 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: i64,
+    /// `issue`, `confirmation` or `welcome`.
+    pub kind: String,
     pub subscriber_id: Option<i64>,
     pub recipient: String,
     /// The finished message of transactional mail.
@@ -77,7 +79,7 @@ pub async fn claim_due_deliveries(
              WHERE {filter}
                AND d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1
              LIMIT ?3)
-         RETURNING id, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
     );
     let campaign = match queue {
         Queue::Campaign(id) => Some(id),
@@ -94,6 +96,7 @@ pub async fn claim_due_deliveries(
         .iter()
         .map(|row| ClaimedDelivery {
             id: row.get("id"),
+            kind: row.get("kind"),
             subscriber_id: row.get("subscriber_id"),
             recipient: row.get("recipient"),
             payload: row.get("payload"),
@@ -267,14 +270,17 @@ pub async fn skip_departed_recipients(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx
     .rows_affected())
 }
 
-/// Queues a finished transactional message (a confirmation, a welcome).
+/// Queues a transactional message (a confirmation, a welcome). Without a
+/// payload the message is made when it is sent: a confirmation's token is
+/// then created, stored as its hash, and put only in the mail, so the
+/// database never holds a usable link.
 pub async fn enqueue_transactional(
     tx: &mut Tx<'_>,
     kind: &str,
     subscriber_id: Option<i64>,
     recipient: &str,
     message_id: &str,
-    payload: &[u8],
+    payload: Option<&[u8]>,
     now: Millis,
 ) -> sqlx::Result<i64> {
     let row = sqlx::query(
@@ -290,6 +296,26 @@ pub async fn enqueue_transactional(
     .bind(now)
     .bind(message_id)
     .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Transactional mail of one kind queued for a subscriber since `since`:
+/// the per-address limit on confirmation mails.
+pub async fn count_transactional_since(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    kind: &str,
+    since: Millis,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM deliveries
+         WHERE campaign_id IS NULL AND subscriber_id = ? AND kind = ? AND created_at > ?",
+    )
+    .bind(subscriber_id)
+    .bind(kind)
+    .bind(since)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.get(0))

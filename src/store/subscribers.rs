@@ -264,6 +264,12 @@ pub async fn find_subscriber_by_email(
     Ok(row.as_ref().map(subscriber_from_row))
 }
 
+pub async fn find_subscriber_by_id(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<Option<Subscriber>> {
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    Ok(row.as_ref().map(subscriber_from_row))
+}
+
 pub async fn find_subscriber_by_unsubscribe_token(
     tx: &mut Tx<'_>,
     token: &str,

@@ -1,19 +1,30 @@
-//! Queuing a confirmation mail. The finished message goes into the durable
-//! queue in the caller's transaction; the send worker delivers it. Nothing
-//! here talks to SMTP, so a slow or absent mail server never slows down or
-//! fails a sign-up.
+//! Confirmation mail. Signing up only queues it (in the caller's
+//! transaction, so a subscriber and their mail are written together); the
+//! token and the message are made when the transactional worker sends it.
+//! So the database never holds a usable link: the token lives only in the
+//! mail and, stored, as its SHA-256. Nothing here talks to SMTP, so a slow
+//! or absent mail server never slows down or fails a sign-up.
 
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
 
 use crate::domain::{SubscriberEmail, Token};
 use crate::render::{self, TransactionalHeaders};
-use crate::store::{confirmation_tokens, deliveries, Millis, Tx};
+use crate::send::worker::TransactionalMail;
+use crate::send::SendError;
+use crate::store::deliveries::ClaimedDelivery;
+use crate::store::subscribers::{self, SubscriberState};
+use crate::store::{confirmation_tokens, deliveries, now_millis, Millis, Store, Tx};
 
 use super::{confirm_url, Subscriptions};
 
+/// The `kind` of a confirmation row in the delivery queue.
+pub const CONFIRMATION: &str = "confirmation";
+
 impl Subscriptions {
-    /// A new token (stored as its hash, expiring after the configured TTL)
-    /// and the mail carrying its link, queued.
+    /// Queues a confirmation mail for a pending subscriber.
     pub(super) async fn queue_confirmation(
         &self,
         tx: &mut Tx<'_>,
@@ -21,6 +32,41 @@ impl Subscriptions {
         email: &SubscriberEmail,
         now: Millis,
     ) -> anyhow::Result<()> {
+        let message_id = format!(
+            "<herald.confirm.{}@{}>",
+            uuid::Uuid::new_v4().simple(),
+            self.from.email.domain()
+        );
+        deliveries::enqueue_transactional(
+            tx,
+            CONFIRMATION,
+            Some(subscriber_id),
+            email.as_str(),
+            &message_id,
+            None,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A new token (stored as its hash, expiring after the configured TTL)
+    /// and the mail carrying its link. `None` when the subscriber is no
+    /// longer pending (confirmed, left or erased since): nothing to send.
+    pub async fn prepare_confirmation(
+        &self,
+        tx: &mut Tx<'_>,
+        subscriber_id: i64,
+        message_id: &str,
+        now: Millis,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(subscriber) = subscribers::find_subscriber_by_id(tx, subscriber_id).await? else {
+            return Ok(None);
+        };
+        if subscriber.state != SubscriberState::Pending {
+            return Ok(None);
+        }
+        let email = SubscriberEmail::parse(&subscriber.email)?;
         let token = Token::generate();
         let ttl_millis = i64::try_from(self.settings.server.confirm_token_ttl_hours)
             .unwrap_or(i64::MAX / 3_600_000)
@@ -34,15 +80,10 @@ impl Subscriptions {
         )
         .await?;
         let url = confirm_url(&self.settings.site.base_url, &token);
-        let message_id = format!(
-            "<herald.confirm.{}@{}>",
-            uuid::Uuid::new_v4().simple(),
-            self.from.email.domain()
-        );
         let headers = TransactionalHeaders {
             from: &self.from,
             reply_to: self.reply_to.as_ref(),
-            message_id: message_id.clone(),
+            message_id: message_id.to_string(),
             date: SystemTime::now(),
         };
         let message = render::build_confirmation_message(
@@ -51,16 +92,54 @@ impl Subscriptions {
             url.as_str(),
             &headers,
         )?;
-        deliveries::enqueue_transactional(
-            tx,
-            "confirmation",
-            Some(subscriber_id),
-            email.as_str(),
-            &message_id,
-            &message.formatted(),
-            now,
-        )
-        .await?;
-        Ok(())
+        Ok(Some(message.formatted()))
+    }
+}
+
+/// The subscription rules as the send stage's [`TransactionalMail`].
+pub struct SubscriberMail {
+    store: Store,
+    subscriptions: Arc<Subscriptions>,
+}
+
+impl SubscriberMail {
+    pub fn new(store: Store, subscriptions: Arc<Subscriptions>) -> Self {
+        SubscriberMail {
+            store,
+            subscriptions,
+        }
+    }
+
+    async fn make(&self, delivery: &ClaimedDelivery) -> Result<Vec<u8>, SendError> {
+        let (CONFIRMATION, Some(subscriber_id)) = (delivery.kind.as_str(), delivery.subscriber_id)
+        else {
+            return Err(SendError::permanent(format!(
+                "no {} mail is made at send time",
+                delivery.kind
+            )));
+        };
+        let transient =
+            |e: anyhow::Error| SendError::transient(format!("preparing the mail: {e:#}"));
+        // The token is committed before the mail goes: a link that arrives
+        // always works.
+        let mut tx = self.store.begin().await.map_err(|e| transient(e.into()))?;
+        let message = self
+            .subscriptions
+            .prepare_confirmation(&mut tx, subscriber_id, &delivery.message_id, now_millis())
+            .await
+            .map_err(transient)?;
+        tx.commit().await.map_err(|e| transient(e.into()))?;
+        message.ok_or_else(|| {
+            SendError::permanent("the subscriber is no longer pending; nothing to confirm")
+        })
+    }
+}
+
+impl TransactionalMail for SubscriberMail {
+    fn build<'a>(
+        &'a self,
+        delivery: &'a ClaimedDelivery,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SendError>> {
+        Box::pin(self.make(delivery))
     }
 }

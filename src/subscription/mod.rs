@@ -20,6 +20,7 @@ use crate::store::confirmation_tokens::{self, TokenStatus};
 use crate::store::subscribers::{self, Consent, NewSubscriber, Source, SubscriberState};
 use crate::store::{deliveries, suppressions, Millis, Tx};
 
+pub use confirmation::SubscriberMail;
 pub use import::{ImportReport, ImportRow};
 
 /// What a delivery's `recipient` becomes when its subscriber is erased.
@@ -210,9 +211,13 @@ impl Subscriptions {
             }
             SubscriberState::Pending if request.source != Source::Import => {
                 let hour_ago = now - 3_600_000;
-                let sent =
-                    confirmation_tokens::count_confirmation_tokens_since(tx, existing.id, hour_ago)
-                        .await?;
+                let sent = deliveries::count_transactional_since(
+                    tx,
+                    existing.id,
+                    confirmation::CONFIRMATION,
+                    hour_ago,
+                )
+                .await?;
                 if sent >= i64::from(self.settings.server.confirmations_per_address_per_hour) {
                     return Ok(SubscribeOutcome::ConfirmationLimitReached);
                 }

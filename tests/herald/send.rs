@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald::commands::send::{run as send_issue, SendArgs};
@@ -445,6 +446,18 @@ fn file_outbox_is_the_embedded_default() {
     assert_eq!(files.len(), 3);
 }
 
+/// Rows in this test carry their message; nothing is made at send time.
+struct NoMail;
+
+impl herald::send::worker::TransactionalMail for NoMail {
+    fn build<'a>(
+        &'a self,
+        _: &'a deliveries::ClaimedDelivery,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, herald::send::SendError>> {
+        Box::pin(async { Err(herald::send::SendError::permanent("not in this test")) })
+    }
+}
+
 #[test]
 fn transactional_mail_waits_out_an_smtp_outage() {
     use herald::send::outbox::{run_transactional_worker, OutboxSignal};
@@ -464,7 +477,7 @@ fn transactional_mail_waits_out_an_smtp_outage() {
             None,
             "new@example.com",
             "<c1@example.com>",
-            message,
+            Some(message),
             now_millis(),
         )
         .await
@@ -478,6 +491,7 @@ fn transactional_mail_waits_out_an_smtp_outage() {
             store.clone(),
             transport,
             "a@example.com".parse().unwrap(),
+            Arc::new(NoMail),
             options,
             signal.clone(),
             async {

@@ -387,8 +387,19 @@ fn the_serve_command_takes_sign_ups_and_mails_the_confirmation() {
     assert_eq!(messages.len(), 1, "one confirmation mail");
     assert_eq!(messages[0].to, vec!["new.reader@example.com".to_string()]);
     let body = String::from_utf8_lossy(&messages[0].data).replace("=\r\n", "");
+    let prefix = format!("http://127.0.0.1:{port}/confirm/");
+    let start = body.find(&prefix).expect("no confirm link") + prefix.len();
+    let token = &body[start..start + 43];
+    // The database (and its WAL) never holds the link, only its hash.
     assert!(
-        body.contains(&format!("http://127.0.0.1:{port}/confirm/")),
-        "no confirm link"
+        ws.path().join("herald.db").is_file(),
+        "the list lives in herald.db"
     );
+    for file in ["herald.db", "herald.db-wal"] {
+        let bytes = std::fs::read(ws.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{file} holds a usable confirmation token"
+        );
+    }
 }

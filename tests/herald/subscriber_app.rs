@@ -19,6 +19,7 @@ use herald::send::AnyTransport;
 use herald::store::deliveries::{self, Queue};
 use herald::store::subscribers::{self, Subscriber};
 use herald::store::Store;
+use herald::subscription::{SubscriberMail, Subscriptions};
 use mail_parser::MessageParser;
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
@@ -164,10 +165,13 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .local_addr()
         .unwrap()
         .port();
+    let subscriptions =
+        Arc::new(Subscriptions::new(settings.clone(), &Templates::builtin()).unwrap());
     tokio::spawn(run_transactional_worker(
         store.clone(),
         smtp_transport(smtp_port),
         "newsletter@example.com".parse().unwrap(),
+        Arc::new(SubscriberMail::new(store.clone(), subscriptions)),
         worker_options(),
         outbox,
         std::future::pending(),
