@@ -85,6 +85,7 @@ mod tests {
     fn reply(code: u16, enhanced: Option<&str>) -> SendError {
         SendError {
             permanent: code >= 500,
+            stage: super::super::transport::Stage::Recipient,
             reply: Reply {
                 code: Some(code),
                 enhanced_code: enhanced.map(str::to_string),
@@ -110,6 +111,26 @@ mod tests {
                 "attempt {attempts}: {delay}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_sender_defers_instead_of_failing_the_list() {
+        let mut error = reply(553, Some("5.1.8"));
+        error.stage = super::super::transport::Stage::Sender;
+        assert!(matches!(
+            decide(&error, 1, 0, 0, &policy()),
+            Decision::Defer { .. }
+        ));
+        let mut spam = reply(550, None);
+        spam.stage = super::super::transport::Stage::Message;
+        assert_eq!(
+            decide(&spam, 1, 0, 0, &policy()),
+            Decision::Fail {
+                bounce: false,
+                gave_up: false
+            },
+            "a rejected message fails that row but says nothing about the mailbox"
+        );
     }
 
     #[test]

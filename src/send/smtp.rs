@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use url::Url;
 
 use super::transaction::{send_message, Failure};
-use super::transport::SendError;
+use super::transport::{SendError, Stage};
 use crate::config::Secret;
 use crate::store::deliveries::Reply;
 
@@ -135,7 +135,7 @@ impl SmtpTarget {
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
         }
-        .map_err(classify)?;
+        .map_err(|e| classify(e, Stage::Connection))?;
         let wants_starttls = matches!(self.tls, TlsMode::Opportunistic | TlsMode::Required);
         if wants_starttls && connection.can_starttls() {
             let parameters = TlsParameters::new(self.host.clone())
@@ -143,7 +143,7 @@ impl SmtpTarget {
             connection
                 .starttls(parameters, &self.hello)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| classify(e, Stage::Connection))?;
         } else if self.tls == TlsMode::Required {
             return Err(SendError::transient(format!(
                 "{} does not offer STARTTLS",
@@ -155,7 +155,7 @@ impl SmtpTarget {
             connection
                 .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| classify(e, Stage::Connection))?;
         }
         // A second EHLO: lettre's parse of the first drops PIPELINING.
         let ehlo = connection
@@ -163,7 +163,7 @@ impl SmtpTarget {
                 self.hello.clone(),
             ))
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify(e, Stage::Connection))?;
         Ok(SmtpConnection {
             inner: connection,
             pipelining: super::transaction::offers_pipelining(&ehlo),
@@ -255,9 +255,10 @@ impl SmtpConnection {
             Ok(Err(failure)) => {
                 // Like lettre, drop the session after any negative reply.
                 self.broken = true;
-                self.inner.abort().await;
+                // QUIT, bounded: a server out of step must not hang the run.
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.abort()).await;
                 Err(match failure {
-                    Failure::Smtp(e) => classify(e),
+                    Failure::Smtp(e, stage) => classify(e, stage),
                     Failure::Refused(e) => e,
                 })
             }
@@ -317,7 +318,7 @@ fn split_enhanced_code(text: &str) -> (Option<String>, String) {
 /// Turns lettre's error into ours: 4xx, timeouts and network trouble are
 /// transient; 5xx replies are permanent. A client-side refusal (say, the
 /// server lacks SMTPUTF8) is permanent for that message.
-fn classify(error: lettre::transport::smtp::Error) -> SendError {
+fn classify(error: lettre::transport::smtp::Error, stage: Stage) -> SendError {
     let detail = std::error::Error::source(&error)
         .map(|s| s.to_string())
         .unwrap_or_else(|| error.to_string());
@@ -331,12 +332,14 @@ fn classify(error: lettre::transport::smtp::Error) -> SendError {
     if error.is_permanent() {
         SendError {
             permanent: true,
+            stage,
             reply,
             connection_lost: true,
         }
     } else if error.is_client() {
         SendError {
             permanent: true,
+            stage: Stage::Message,
             reply: Reply {
                 text: error.to_string(),
                 ..reply
@@ -346,6 +349,12 @@ fn classify(error: lettre::transport::smtp::Error) -> SendError {
     } else {
         SendError {
             permanent: false,
+            // A reply belongs to its step; anything else is the network.
+            stage: if code.is_some() {
+                stage
+            } else {
+                Stage::Connection
+            },
             reply: Reply {
                 text: if code.is_some() {
                     reply.text

@@ -17,7 +17,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
-use super::transport::SendError;
+use super::transport::{SendError, Stage};
 
 /// Text written as it is: lettre's `command` takes any `Display`.
 struct Raw<'a>(&'a str);
@@ -65,7 +65,7 @@ pub async fn send_message(
         return connection
             .send(envelope, message)
             .await
-            .map_err(Failure::Smtp);
+            .map_err(|e| Failure::Smtp(e, Stage::Message));
     };
     let mut parameters = Vec::new();
     let non_ascii_address = envelope
@@ -107,37 +107,69 @@ pub async fn send_message(
             commands.push_str(&rcpt.to_string());
         }
         commands.push_str(&Data.to_string());
-        // Every reply is read before deciding, so the session stays in step.
-        let mut first_error = connection.command(Raw(&commands)).await.err();
-        for _ in 0..=recipients.len() {
-            let reply = connection.read_response().await;
-            if let Err(e) = reply {
-                if !e.is_response() && !e.is_transient() && !e.is_permanent() {
-                    // The connection itself failed: nothing more to read.
-                    return Err(Failure::Smtp(first_error.unwrap_or(e)));
+        // Every reply is read before deciding, so the session stays in step:
+        // MAIL's, one per RCPT, then DATA's.
+        let stages = std::iter::once(Stage::Sender)
+            .chain(recipients.iter().map(|_| Stage::Recipient))
+            .chain(std::iter::once(Stage::Message));
+        let mut first_error: Option<(lettre::transport::smtp::Error, Stage)> = None;
+        let mut data_accepted = false;
+        for (index, stage) in stages.enumerate() {
+            let reply = if index == 0 {
+                connection.command(Raw(&commands)).await
+            } else {
+                connection.read_response().await
+            };
+            match reply {
+                Ok(_) if stage == Stage::Message => data_accepted = true,
+                Ok(_) => {}
+                Err(e) if e.is_transient() || e.is_permanent() => {
+                    first_error.get_or_insert((e, stage));
                 }
-                first_error.get_or_insert(e);
+                // The connection itself failed: nothing more to read.
+                Err(e) => {
+                    return Err(Failure::Smtp(
+                        first_error.map_or(e, |(e, _)| e),
+                        Stage::Connection,
+                    ))
+                }
             }
         }
-        if let Some(e) = first_error {
-            return Err(Failure::Smtp(e));
+        if let Some((error, stage)) = first_error {
+            if data_accepted {
+                // RFC 2920 §3.1: the server took DATA although a command
+                // before it failed; end the empty message so nothing is
+                // delivered and the session stays in step.
+                let _ = connection.command(Raw(".\r\n")).await;
+            }
+            return Err(Failure::Smtp(error, stage));
         }
     } else {
-        connection.command(mail).await.map_err(Failure::Smtp)?;
+        connection
+            .command(mail)
+            .await
+            .map_err(|e| Failure::Smtp(e, Stage::Sender))?;
         for rcpt in recipients {
-            connection.command(rcpt).await.map_err(Failure::Smtp)?;
+            connection
+                .command(rcpt)
+                .await
+                .map_err(|e| Failure::Smtp(e, Stage::Recipient))?;
         }
-        connection.command(Data).await.map_err(Failure::Smtp)?;
+        connection
+            .command(Data)
+            .await
+            .map_err(|e| Failure::Smtp(e, Stage::Message))?;
     }
     connection
         .command(Raw(&dot_stuff(message)))
         .await
-        .map_err(Failure::Smtp)
+        .map_err(|e| Failure::Smtp(e, Stage::Message))
 }
 
-/// Why a transaction failed: the server's (or the network's) word, or ours.
+/// Why a transaction failed: the server's (or the network's) word, with the
+/// step it answered, or our own refusal.
 pub enum Failure {
-    Smtp(lettre::transport::smtp::Error),
+    Smtp(lettre::transport::smtp::Error, Stage),
     Refused(SendError),
 }
 

@@ -216,6 +216,10 @@ async fn record_results(
     Ok(outcomes)
 }
 
+/// Claims the next due rows. Leases are recorded but never expired while a
+/// run is going: the queue lock proves this process owns every row it
+/// claimed, and taking back rows still waiting in the channel would send
+/// them twice. A killed run's rows are released when the next run starts.
 async fn claim_batch(
     store: &Store,
     queue: Queue,
@@ -227,11 +231,6 @@ async fn claim_batch(
     let mut claimed =
         deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
             .await?;
-    if claimed.is_empty() && deliveries::expire_leases(&mut tx, queue, now).await? > 0 {
-        claimed =
-            deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
-                .await?;
-    }
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }

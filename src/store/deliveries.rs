@@ -111,23 +111,6 @@ pub async fn claim_due_deliveries(
     Ok(claimed)
 }
 
-/// Rows whose worker's lease ran out (it died, or hung) become due again.
-/// The attempt they were charged stands: it may have reached the server.
-pub async fn expire_leases(tx: &mut Tx<'_>, queue: Queue, now: Millis) -> sqlx::Result<u64> {
-    let (filter, campaign) = queue.condition();
-    let sql = format!(
-        "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL
-         WHERE {filter} AND state = 'sending' AND lease_until <= ?"
-    );
-    Ok(sqlx::query(&sql)
-        .bind(now)
-        .bind(campaign)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
-}
-
 /// The unsubscribe tokens of the claimed rows' subscribers.
 pub async fn unsubscribe_tokens_for(
     tx: &mut Tx<'_>,
@@ -173,7 +156,7 @@ pub async fn mark_sent_batch(
             "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until = NULL,
                  last_code = v.column2, last_enhanced_code = v.column3, last_reply = v.column4
              FROM (VALUES {values}) AS v
-             WHERE deliveries.id = v.column1"
+             WHERE deliveries.id = v.column1 AND deliveries.state = 'sending'"
         );
         // Only full chunks repeat, so only they are worth a cached statement.
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1000).bind(now);
@@ -198,7 +181,7 @@ pub async fn mark_deferred(
     sqlx::query(
         "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL,
              last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ?",
+         WHERE id = ? AND state = 'sending'",
     )
     .bind(next_attempt_at)
     .bind(reply.code)
@@ -214,7 +197,7 @@ pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, reply: &Reply) -> sqlx::Resul
     sqlx::query(
         "UPDATE deliveries SET state = 'failed', lease_until = NULL,
              last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ?",
+         WHERE id = ? AND state = 'sending'",
     )
     .bind(reply.code)
     .bind(reply.enhanced_code.as_deref())

@@ -640,3 +640,27 @@ fn pipelined_transactions_deliver_and_fail_like_sequential_ones() {
     );
     assert_eq!(subscriber_state(&s.settings, &address(5)), "bounced");
 }
+
+#[test]
+fn a_refused_sender_bounces_nobody_and_pauses() {
+    for pipelining in [false, true] {
+        let server = SmtpServer::start();
+        server.faults.lock().unwrap().reject_sender = true;
+        let proxy = start_proxy(server.addr, 0, pipelining);
+        let mut s = setup(&format!("smtp://{}?tls=none", proxy.addr), 60);
+        s.settings.send.failure_window = 10;
+        s.settings.send.retry_first_delay_secs = 300;
+        let error = send_issue(&s.settings, &args(), true).unwrap_err();
+        assert!(format!("{error:#}").contains("paused"), "{error:#}");
+        let counts = delivery_counts(&s.settings);
+        assert_eq!(
+            count(&counts, "failed"),
+            0,
+            "nobody failed for our sender: {counts:?}"
+        );
+        for i in 0..60 {
+            assert_eq!(subscriber_state(&s.settings, &address(i)), "active");
+        }
+        assert!(server.messages().is_empty());
+    }
+}

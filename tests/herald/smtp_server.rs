@@ -27,6 +27,8 @@ pub struct Faults {
     pub always_451: bool,
     /// Recipients answered `550 5.1.1`.
     pub no_such_user: HashSet<String>,
+    /// MAIL FROM answered `553 5.1.8` (a misconfigured sender domain).
+    pub reject_sender: bool,
 }
 
 #[derive(Clone)]
@@ -39,6 +41,13 @@ struct Capture {
 }
 
 impl Handler for Capture {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        if self.faults.lock().unwrap().reject_sender {
+            return Response::custom(553, "5.1.8 sender address domain does not exist".into());
+        }
+        response::OK
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
         let faults = self.faults.lock().unwrap();
         if faults.always_451 {
