@@ -157,9 +157,14 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
                 text: &text,
             };
             let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
-            let recipients =
-                campaigns::snapshot_recipients(&mut tx, id, from.from().email.domain(), now)
-                    .await?;
+            let recipients = campaigns::snapshot_recipients(
+                &mut tx,
+                id,
+                &uuid::Uuid::new_v4().simple().to_string(),
+                from.from().email.domain(),
+                now,
+            )
+            .await?;
             tracing::info!("campaign {id}: {recipients} active subscriber(s) queued");
             campaigns::find_current_campaign(&mut tx, issue.slug.as_str())
                 .await?

@@ -178,9 +178,22 @@ pub async fn serve_site(
         if !uri.path().ends_with('/') {
             // Pages link relatively (`../../style.css`), which only resolves
             // from the canonical URL with its trailing slash.
+            // Built from the checked relative path, never the raw request
+            // path: `//evil.example` would redirect off-site.
+            const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'.')
+                .remove(b'~');
+            let mut canonical = String::from("/");
+            for segment in relative.iter() {
+                let segment = segment.to_string_lossy();
+                canonical.extend(percent_encoding::utf8_percent_encode(&segment, SEGMENT));
+                canonical.push('/');
+            }
             let location = match uri.query() {
-                Some(query) => format!("{}/?{query}", uri.path()),
-                None => format!("{}/", uri.path()),
+                Some(query) => format!("{canonical}?{query}"),
+                None => canonical,
             };
             return (
                 StatusCode::PERMANENT_REDIRECT,

@@ -92,6 +92,15 @@ pub fn parse(
     default_slug: &str,
 ) -> Result<FrontMatter, Vec<Diagnostic>> {
     let at = |span: Range<usize>| split.toml_offset + span.start;
+    if let Some(pos) = split.toml.find(super::RESERVED_MARKER) {
+        return Err(vec![map.error(
+            split.toml_offset + pos,
+            format!(
+                "`{}` is reserved for per-recipient values",
+                super::RESERVED_MARKER
+            ),
+        )]);
+    }
     let raw: RawFrontMatter = toml::from_str(split.toml).map_err(|e| {
         let offset = e.span().map(at).unwrap_or(split.toml_offset);
         // toml's message repeats the source excerpt; keep only its first line.

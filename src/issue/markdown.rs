@@ -34,6 +34,8 @@ struct Walker<'m> {
     text: TextBuilder,
     /// Where the current item's heading starts, for the "no body" warning.
     item_offset: usize,
+    body_start: usize,
+    reported_marker: bool,
 }
 
 pub fn parse(
@@ -52,8 +54,11 @@ pub fn parse(
         html_events: Vec::new(),
         text: TextBuilder::default(),
         item_offset: 0,
+        body_start: body_offset,
+        reported_marker: false,
     };
     if let Some(pos) = body.find(RESERVED_MARKER) {
+        walker.reported_marker = true;
         walker.diagnostics.push(map.error(
             body_offset + pos,
             format!("`{RESERVED_MARKER}` is reserved for per-recipient values"),
@@ -267,6 +272,19 @@ impl Walker<'_> {
             html: clean_html(&html, self.base),
             text: std::mem::take(&mut self.text).finish(),
         };
+        // Escapes (`%\%herald:`) can make the marker appear only once rendered.
+        let rendered_marker = body.html.contains(RESERVED_MARKER)
+            || body
+                .text
+                .iter()
+                .any(|block| format!("{block:?}").contains(RESERVED_MARKER));
+        if rendered_marker && !self.reported_marker {
+            self.reported_marker = true;
+            self.diagnostics.push(self.map.error(
+                self.body_start,
+                format!("`{RESERVED_MARKER}` is reserved for per-recipient values"),
+            ));
+        }
         match self.target {
             Target::Intro => {
                 if self.intro.is_empty() {

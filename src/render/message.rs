@@ -40,10 +40,11 @@ pub fn build_message(
     if let Some(reply_to) = headers.reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
-    let list_id = if headers.list_name.is_ascii()
-        && !headers.list_name.contains(['<', '>', '"', '\r', '\n'])
-    {
-        format!("{} <{}>", headers.list_name, headers.list_id)
+    // The phrase goes in quotes (a title may hold "," or "."), and only when
+    // plain ASCII: an RFC 2047 word is not allowed inside a quoted string.
+    let printable = |c: char| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\';
+    let list_id = if !headers.list_name.is_empty() && headers.list_name.chars().all(printable) {
+        format!("\"{}\" <{}>", headers.list_name, headers.list_id)
     } else {
         format!("<{}>", headers.list_id)
     };

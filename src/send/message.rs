@@ -5,7 +5,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::message::dkim::{
-    DkimCanonicalization, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
 };
 use lettre::message::header::HeaderName;
 use lettre::message::Mailbox;
@@ -105,7 +106,8 @@ impl MessageFactory {
 
 /// DKIM from `[send] dkim_*`: off unless selector, domain and key file are
 /// all set. The signed headers include both List-Unsubscribe headers, which
-/// lettre's default list leaves out and Gmail wants covered.
+/// lettre's default list leaves out and Gmail wants covered. Content-Type
+/// is not signed: lettre adds the multipart one after signing.
 fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
     let send = &settings.send;
     let (Some(selector), Some(domain), Some(key_file)) =
@@ -116,6 +118,12 @@ fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
     let path = settings.resolve(key_file);
     let pem = std::fs::read_to_string(&path)
         .with_context(|| format!("reading DKIM key {}", path.display()))?;
+    if pem.contains("BEGIN PRIVATE KEY") {
+        anyhow::bail!(
+            "DKIM key {} is PKCS#8; convert it to PKCS#1 (`openssl rsa -in KEY -traditional`)",
+            path.display()
+        );
+    }
     let algorithm = if pem.contains("RSA PRIVATE KEY") {
         DkimSigningAlgorithm::Rsa
     } else {
@@ -136,8 +144,6 @@ fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
         "List-Id",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
-        "MIME-Version",
-        "Content-Type",
     ]
     .into_iter()
     .map(HeaderName::new_from_ascii_str)
@@ -147,6 +153,11 @@ fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
         domain.clone(),
         key,
         headers,
-        DkimCanonicalization::default(),
+        // relaxed/relaxed: lettre's default simple header canonicalization
+        // does not survive its own header folding (seen with dkimpy).
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
     )))
 }

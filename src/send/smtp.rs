@@ -150,6 +150,15 @@ impl SmtpTarget {
                 self.host
             )));
         }
+        if self.credentials.is_some() && !connection.is_encrypted() && self.tls != TlsMode::None {
+            // Otherwise anyone who strips STARTTLS from the greeting gets
+            // the password. `?tls=none` says the cleartext link is trusted.
+            return Err(SendError::transient(format!(
+                "{} offered no STARTTLS: refusing to send the SMTP password in cleartext \
+                 (use ?tls=required, smtps://, or ?tls=none for a trusted local relay)",
+                self.host
+            )));
+        }
         if let Some((user, password)) = &self.credentials {
             let credentials = Credentials::new(user.clone(), password.expose().to_string());
             connection

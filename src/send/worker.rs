@@ -424,7 +424,16 @@ pub async fn run_queue<T: Transport>(
             }
             let started = std::time::Instant::now();
             let outcomes =
-                record_results(&recorder_store, &buffer, &policy, &recorder_counters).await?;
+                match record_results(&recorder_store, &buffer, &policy, &recorder_counters).await {
+                    Ok(outcomes) => outcomes,
+                    Err(error) => {
+                        // Stop everyone, or the claimer waits for a wake-up
+                        // that never comes. The rows stay 'sending' and are
+                        // released by the next run.
+                        recorder_state.stop_with(RunEnd::Interrupted);
+                        return Err(error);
+                    }
+                };
             tracing::debug!(
                 "recorded {} outcomes in {:?}",
                 buffer.len(),

@@ -128,9 +128,13 @@ pub async fn retire_campaigns(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<u64> 
 /// One delivery row per active subscriber, taken in the same transaction
 /// as the campaign: whoever is active at that instant gets the issue, once.
 /// The Message-ID is fixed here, so every retry of a delivery carries it.
+/// `campaign_nonce` (random per campaign) keeps Message-IDs unique across
+/// databases: ids alone repeat in every new list, and receivers drop a
+/// message whose Message-ID they have seen.
 pub async fn snapshot_recipients(
     tx: &mut Tx<'_>,
     campaign_id: i64,
+    campaign_nonce: &str,
     message_id_domain: &str,
     now: Millis,
 ) -> sqlx::Result<u64> {
@@ -138,12 +142,13 @@ pub async fn snapshot_recipients(
         "INSERT INTO deliveries
              (campaign_id, subscriber_id, kind, recipient, state, next_attempt_at, message_id, created_at)
          SELECT ?1, id, 'issue', email, 'queued', ?2,
-                '<herald.' || ?1 || '.' || id || '@' || ?3 || '>', ?2
+                '<herald.' || ?4 || '.' || id || '@' || ?3 || '>', ?2
          FROM subscribers WHERE state = 'active' ORDER BY id",
     )
     .bind(campaign_id)
     .bind(now)
     .bind(message_id_domain)
+    .bind(campaign_nonce)
     .execute(&mut **tx)
     .await?
     .rows_affected())

@@ -250,6 +250,21 @@ async fn paths_outside_the_output_folder_are_not_found() {
         .await
         .unwrap();
     assert_eq!(status, 200);
+    // A directory redirect stays on this site: `//issues` must not become
+    // a protocol-relative `Location: //issues/` (another host).
+    let (status, response) = tokio::task::spawn_blocking(move || raw_get(address, "//issues"))
+        .await
+        .unwrap();
+    assert_eq!(status, 308, "{response}");
+    let location = response
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(str::to_string)
+        })
+        .expect("a Location header");
+    assert_eq!(location.trim(), "/issues/");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
