@@ -130,6 +130,9 @@ pub struct ServerSettings {
     pub confirm_token_ttl_hours: u64,
     /// Subscribe requests one IP may make per minute.
     pub subscribe_per_ip_per_minute: u32,
+    /// Sign-up requests for one address per hour, from anywhere (429 past
+    /// it): rotating IPs does not get around it.
+    pub subscribe_per_address_per_hour: u32,
     /// Confirmation mails one address may get per hour.
     pub confirmations_per_address_per_hour: u32,
 }
@@ -229,6 +232,7 @@ impl Default for ServerSettings {
             cache_max_age_secs: 300,
             confirm_token_ttl_hours: 72,
             subscribe_per_ip_per_minute: 10,
+            subscribe_per_address_per_hour: 10,
             confirmations_per_address_per_hour: 3,
         }
     }

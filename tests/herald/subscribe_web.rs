@@ -336,6 +336,22 @@ async fn too_many_requests_from_one_address_get_429() {
 }
 
 #[tokio::test]
+async fn too_many_sign_ups_for_one_address_get_429_from_any_ip() {
+    let app = spawn_app().await;
+    // The default allows 10 an hour for one address, whatever its state.
+    for _ in 0..10 {
+        let response = app.subscribe_form(&[("email", "target@example.com")]).await;
+        assert_eq!(response.status(), 200);
+    }
+    let limited = app.subscribe_form(&[("email", "Target@Example.com")]).await;
+    assert_eq!(limited.status(), 429, "the same address, however written");
+    let other = app
+        .subscribe_form(&[("email", "someone.else@example.com")])
+        .await;
+    assert_eq!(other.status(), 200, "other addresses are not affected");
+}
+
+#[tokio::test]
 async fn the_honeypot_drops_bots_silently() {
     let app = spawn_app().await;
     let human = app.subscribe_form(&[("email", "ivan@example.com")]).await;

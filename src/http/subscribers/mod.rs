@@ -52,6 +52,8 @@ struct Inner {
     outbox: OutboxSignal,
     /// Sign-up requests per client network; `None` when the limit is 0.
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Sign-up requests per address, whoever sends them.
+    per_address: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl SubscriberWeb {
@@ -68,6 +70,8 @@ impl SubscriberWeb {
         let subscriptions = Subscriptions::new(settings.clone(), &templates)?;
         let per_ip = NonZeroU32::new(settings.server.subscribe_per_ip_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let per_address = NonZeroU32::new(settings.server.subscribe_per_address_per_hour)
+            .map(|n| RateLimiter::keyed(Quota::per_hour(n)));
         Ok(SubscriberWeb {
             inner: Arc::new(Inner {
                 store,
@@ -76,6 +80,7 @@ impl SubscriberWeb {
                 subscriptions,
                 outbox,
                 per_ip,
+                per_address,
             }),
         })
     }

@@ -146,6 +146,22 @@ pub(super) async fn submit_form(
     let Ok(email) = SubscriberEmail::parse(raw_email) else {
         return refuse(texts.invalid_email);
     };
+    if let Some(limiter) = &web.inner.per_address {
+        if limiter.len() > 10_000 {
+            limiter.retain_recent();
+        }
+        // Checked before the address's state is looked at, so a 429 says
+        // nothing about whether it is on the list.
+        if limiter.check_key(&email.as_str().to_string()).is_err() {
+            return reply(
+                &web,
+                input.json,
+                StatusCode::TOO_MANY_REQUESTS,
+                SubscriberPage::RateLimited,
+                texts.rate_limited_body,
+            );
+        }
+    }
     let Ok(name) = SubscriberName::parse_optional(Some(raw_name)) else {
         return refuse(texts.invalid_name);
     };
