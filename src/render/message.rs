@@ -40,31 +40,13 @@ pub fn build_message(
     if let Some(reply_to) = headers.reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
-    // The phrase goes in quotes (a title may hold "," or "."), and only when
-    // plain ASCII: an RFC 2047 word is not allowed inside a quoted string.
-    let printable = |c: char| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\';
-    let list_id = if !headers.list_name.is_empty() && headers.list_name.chars().all(printable) {
-        format!("\"{}\" <{}>", headers.list_name, headers.list_id)
-    } else {
-        format!("<{}>", headers.list_id)
-    };
-    let mut unsubscribe = format!("<{}>", recipient.unsubscribe_url);
-    if let Some(mailto) = headers.unsubscribe_mailto {
-        unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
-    }
-    builder = builder
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Id"),
-            list_id,
-        ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe"),
-            unsubscribe,
-        ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-            "List-Unsubscribe=One-Click".to_string(),
-        ));
+    builder = with_list_headers(
+        builder,
+        headers.list_name,
+        headers.list_id,
+        recipient.unsubscribe_url,
+        headers.unsubscribe_mailto,
+    );
     let html = Body::dangerous_pre_encoded(
         email.html_encoded.fill(recipient),
         ContentTransferEncoding::QuotedPrintable,
@@ -81,4 +63,40 @@ pub fn build_message(
             ),
     )?;
     Ok(message)
+}
+
+/// List-Id, List-Unsubscribe (the HTTPS link, and a mailto when there is
+/// one) and RFC 8058's List-Unsubscribe-Post, for any mail of the list.
+pub fn with_list_headers(
+    builder: lettre::message::MessageBuilder,
+    list_name: &str,
+    list_id: &str,
+    unsubscribe_url: &str,
+    unsubscribe_mailto: Option<&str>,
+) -> lettre::message::MessageBuilder {
+    // The phrase goes in quotes (a title may hold "," or "."), and only when
+    // plain ASCII: an RFC 2047 word is not allowed inside a quoted string.
+    let printable = |c: char| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\';
+    let list_id = if !list_name.is_empty() && list_name.chars().all(printable) {
+        format!("\"{list_name}\" <{list_id}>")
+    } else {
+        format!("<{list_id}>")
+    };
+    let mut unsubscribe = format!("<{unsubscribe_url}>");
+    if let Some(mailto) = unsubscribe_mailto {
+        unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
+    }
+    builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Id"),
+            list_id,
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            unsubscribe,
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_string(),
+        ))
 }

@@ -13,6 +13,7 @@ mod subscription_texts;
 mod templates;
 mod text;
 mod web;
+mod welcome;
 
 pub use confirmation::{
     build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,
@@ -27,6 +28,9 @@ pub use subscription_texts::SubscriptionTexts;
 pub use templates::Templates;
 pub use text::{blocks_to_text, wrap_text, TEXT_WIDTH};
 pub use web::render_site;
+pub use welcome::{
+    build_welcome_message, render_welcome, ListIdentity, WelcomeContext, WelcomeEmail,
+};
 
 /// One file of the static site: where it goes under the output folder
 /// ('/'-separated, relative) and what it holds.

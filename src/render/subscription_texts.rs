@@ -43,6 +43,11 @@ pub struct SubscriptionTexts {
     pub confirm_mail_expiry_after: &'static str,
     pub confirm_mail_ignore: &'static str,
     pub confirm_mail_sent_to: &'static str,
+    pub welcome_subject: &'static str,
+    pub welcome_title: &'static str,
+    pub welcome_body: &'static str,
+    pub welcome_archive: &'static str,
+    pub welcome_unsubscribe: &'static str,
 }
 
 impl SubscriptionTexts {
@@ -96,6 +101,11 @@ static ENGLISH: SubscriptionTexts = SubscriptionTexts {
     confirm_mail_expiry_after: " hours.",
     confirm_mail_ignore: "If you did not ask for this, ignore this mail: without a confirmation you will receive nothing more.",
     confirm_mail_sent_to: "This mail was sent to",
+    welcome_subject: "Welcome to {site}",
+    welcome_title: "You are subscribed",
+    welcome_body: "Thank you for confirming. The next issue will come to this address; until then, every past issue is in the archive.",
+    welcome_archive: "Read the archive",
+    welcome_unsubscribe: "Changed your mind? Unsubscribe",
 };
 
 static CHINESE: SubscriptionTexts = SubscriptionTexts {
@@ -137,4 +147,9 @@ static CHINESE: SubscriptionTexts = SubscriptionTexts {
     confirm_mail_expiry_after: " 小时内有效。",
     confirm_mail_ignore: "如果这不是你的操作，请忽略本邮件：未经确认，你不会再收到任何邮件。",
     confirm_mail_sent_to: "本邮件发送至",
+    welcome_subject: "欢迎订阅「{site}」",
+    welcome_title: "订阅成功",
+    welcome_body: "感谢确认。下一期会发到这个地址；在那之前，往期内容都在归档里。",
+    welcome_archive: "阅读往期",
+    welcome_unsubscribe: "改变主意了？退订",
 };

@@ -38,6 +38,14 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../templates/confirm.txt.hbs"),
     ),
     (
+        "welcome.mjml.hbs",
+        include_str!("../../templates/welcome.mjml.hbs"),
+    ),
+    (
+        "welcome.txt.hbs",
+        include_str!("../../templates/welcome.txt.hbs"),
+    ),
+    (
         "subscriber_page.html.hbs",
         include_str!("../../templates/subscriber_page.html.hbs"),
     ),

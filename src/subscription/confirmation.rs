@@ -22,6 +22,8 @@ use super::{confirm_url, Subscriptions};
 
 /// The `kind` of a confirmation row in the delivery queue.
 pub const CONFIRMATION: &str = "confirmation";
+/// The `kind` of a welcome row: sent once a subscription is confirmed.
+pub const WELCOME: &str = "welcome";
 
 impl Subscriptions {
     /// Queues a confirmation mail for a pending subscriber.
@@ -48,6 +50,72 @@ impl Subscriptions {
         )
         .await?;
         Ok(())
+    }
+
+    /// Queues the welcome mail of a subscriber who just confirmed.
+    pub(super) async fn queue_welcome(
+        &self,
+        tx: &mut Tx<'_>,
+        subscriber_id: i64,
+        now: Millis,
+    ) -> sqlx::Result<()> {
+        let Some(subscriber) = subscribers::find_subscriber_by_id(tx, subscriber_id).await? else {
+            return Ok(());
+        };
+        let message_id = format!(
+            "<herald.welcome.{}@{}>",
+            uuid::Uuid::new_v4().simple(),
+            self.from.email.domain()
+        );
+        deliveries::enqueue_transactional(
+            tx,
+            WELCOME,
+            Some(subscriber_id),
+            &subscriber.email,
+            &message_id,
+            None,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The welcome mail, with the subscriber's unsubscribe link. `None`
+    /// when they are no longer active: a welcome after leaving would be odd.
+    pub async fn prepare_welcome(
+        &self,
+        tx: &mut Tx<'_>,
+        subscriber_id: i64,
+        message_id: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(subscriber) = subscribers::find_subscriber_by_id(tx, subscriber_id).await? else {
+            return Ok(None);
+        };
+        if subscriber.state != SubscriberState::Active {
+            return Ok(None);
+        }
+        let email = SubscriberEmail::parse(&subscriber.email)?;
+        let unsubscribe =
+            super::unsubscribe_url(&self.settings.site.base_url, &subscriber.unsubscribe_token);
+        let headers = TransactionalHeaders {
+            from: &self.from,
+            reply_to: self.reply_to.as_ref(),
+            message_id: message_id.to_string(),
+            date: SystemTime::now(),
+        };
+        let list = render::ListIdentity {
+            name: &self.settings.site.title,
+            id: &self.settings.mail.list_id,
+            unsubscribe_mailto: self.settings.mail.unsubscribe_mailto.as_deref(),
+        };
+        let message = render::build_welcome_message(
+            &self.welcome,
+            email.address(),
+            unsubscribe.as_str(),
+            &headers,
+            &list,
+        )?;
+        Ok(Some(message.formatted()))
     }
 
     /// A new token (stored as its hash, expiring after the configured TTL)
@@ -111,26 +179,42 @@ impl SubscriberMail {
     }
 
     async fn make(&self, delivery: &ClaimedDelivery) -> Result<Vec<u8>, SendError> {
-        let (CONFIRMATION, Some(subscriber_id)) = (delivery.kind.as_str(), delivery.subscriber_id)
-        else {
-            return Err(SendError::permanent(format!(
-                "no {} mail is made at send time",
-                delivery.kind
-            )));
+        let Some(subscriber_id) = delivery.subscriber_id else {
+            return Err(SendError::permanent(
+                "the subscriber was erased; nothing to send",
+            ));
         };
         let transient =
             |e: anyhow::Error| SendError::transient(format!("preparing the mail: {e:#}"));
-        // The token is committed before the mail goes: a link that arrives
-        // always works.
+        // What the mail needs (a confirmation's token) is committed before
+        // the mail goes: a link that arrives always works.
         let mut tx = self.store.begin().await.map_err(|e| transient(e.into()))?;
-        let message = self
-            .subscriptions
-            .prepare_confirmation(&mut tx, subscriber_id, &delivery.message_id, now_millis())
-            .await
-            .map_err(transient)?;
+        let message = match delivery.kind.as_str() {
+            CONFIRMATION => {
+                self.subscriptions
+                    .prepare_confirmation(
+                        &mut tx,
+                        subscriber_id,
+                        &delivery.message_id,
+                        now_millis(),
+                    )
+                    .await
+            }
+            WELCOME => {
+                self.subscriptions
+                    .prepare_welcome(&mut tx, subscriber_id, &delivery.message_id)
+                    .await
+            }
+            other => {
+                return Err(SendError::permanent(format!(
+                    "no {other} mail is made at send time"
+                )))
+            }
+        }
+        .map_err(transient)?;
         tx.commit().await.map_err(|e| transient(e.into()))?;
         message.ok_or_else(|| {
-            SendError::permanent("the subscriber is no longer pending; nothing to confirm")
+            SendError::permanent("the subscriber's state changed since; nothing to send")
         })
     }
 }

@@ -128,6 +128,7 @@ pub struct Subscriptions {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     confirmation: ConfirmationEmail,
+    welcome: render::WelcomeEmail,
 }
 
 impl Subscriptions {
@@ -152,11 +153,20 @@ impl Subscriptions {
             },
             templates,
         )?;
+        let welcome = render::render_welcome(
+            &render::WelcomeContext {
+                site_title: &settings.site.title,
+                language: &settings.site.language,
+                archive_url: settings.site.base_url.as_str(),
+            },
+            templates,
+        )?;
         Ok(Subscriptions {
             settings,
             from,
             reply_to,
             confirmation,
+            welcome,
         })
     }
 
@@ -274,6 +284,7 @@ impl Subscriptions {
             subscribers::record_event(tx, id, SubscriberState::Active, "confirmed by link", now)
                 .await?;
             confirmation_tokens::use_all_confirmation_tokens(tx, id, now).await?;
+            self.queue_welcome(tx, id, now).await?;
             return Ok(ConfirmOutcome::Confirmed);
         }
         let status = confirmation_tokens::find_confirmation_token(tx, &hash).await?;

@@ -145,12 +145,23 @@ async fn the_answer_is_the_same_for_new_pending_and_active_addresses() {
     let link = app.confirmation_link("carol@example.com");
     assert_eq!(app.client.post(&link).send().await.unwrap().status(), 200);
 
+    // Confirming queues the welcome mail.
+    assert_eq!(app.mail_queued_for("carol@example.com").await, 3);
+    app.wait_for_queue(&[("sent", 3)]).await;
+    let mail = app.wait_for_mail("carol@example.com", 3).await;
+    let welcome = String::from_utf8_lossy(&mail.last().unwrap().data).replace("=\r\n", "");
+    assert!(welcome.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    assert!(
+        welcome.contains("/unsubscribe/"),
+        "the welcome carries the unsubscribe link"
+    );
+
     let active = answer(app.subscribe_form(&[("email", "carol@example.com")]).await).await;
     assert_eq!(new, active);
     // ... and the active one nothing new.
-    assert_eq!(app.mail_queued_for("carol@example.com").await, 2);
-    app.wait_for_queue(&[("sent", 2)]).await;
-    assert_eq!(app.mail_to("carol@example.com").len(), 2);
+    assert_eq!(app.mail_queued_for("carol@example.com").await, 3);
+    app.wait_for_queue(&[("sent", 3)]).await;
+    assert_eq!(app.mail_to("carol@example.com").len(), 3);
     assert_eq!(
         app.subscriber("carol@example.com").await.unwrap().state,
         SubscriberState::Active

@@ -50,6 +50,10 @@ pub(super) async fn confirm_subscription(
         Err(_) => ConfirmOutcome::Unknown,
     };
     tracing::info!(?outcome, "confirmation");
+    if outcome == ConfirmOutcome::Confirmed {
+        // The welcome mail was queued with the confirmation.
+        web.inner.outbox.queued();
+    }
     confirm_page(&web, outcome)
 }
 
