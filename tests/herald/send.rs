@@ -664,3 +664,21 @@ fn a_refused_sender_bounces_nobody_and_pauses() {
         assert!(server.messages().is_empty());
     }
 }
+
+#[test]
+fn a_data_accepted_after_a_refused_recipient_is_ended_and_the_run_finishes() {
+    let (addr, ended) = crate::smtp_server::start_data_after_refusal_server();
+    let mut s = setup(&format!("smtp://{addr}?tls=none"), 3);
+    s.settings.smtp.timeout_secs = 3;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        send_issue(&s.settings, &args(), true).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "the run hung");
+    // Each refused transaction's DATA was closed with an empty message.
+    assert_eq!(ended.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let counts = delivery_counts(&s.settings);
+    assert_eq!(count(&counts, "failed"), 3, "{counts:?}");
+    assert_eq!(subscriber_state(&s.settings, &address(0)), "bounced");
+}

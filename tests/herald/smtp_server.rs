@@ -261,3 +261,60 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
+
+/// A scripted server for one protocol corner mailin cannot play: it offers
+/// PIPELINING, refuses every RCPT with 550 5.1.1, and still answers DATA
+/// with 354 (RFC 2920 §3.1 allows it). It then reads the "message" up to
+/// the lone dot, as a real server in DATA mode would. Returns its address
+/// and how many messages it saw end.
+pub fn start_data_after_refusal_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    use std::io::BufRead;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ended = Arc::new(AtomicUsize::new(0));
+    let counter = ended.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                let _ = writer.write_all(b"220 scripted ESMTP\r\n");
+                let mut in_data = false;
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    let command = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if in_data {
+                        if command == "." {
+                            in_data = false;
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            b"554 5.5.1 no valid recipients\r\n"
+                        } else {
+                            b""
+                        }
+                    } else if command.starts_with("EHLO") {
+                        b"250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                    } else if command.starts_with("MAIL") {
+                        b"250 2.1.0 ok\r\n"
+                    } else if command.starts_with("RCPT") {
+                        b"550 5.1.1 no such user\r\n"
+                    } else if command == "DATA" {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if command == "QUIT" {
+                        let _ = writer.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if !reply.is_empty() && writer.write_all(reply).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, ended)
+}
