@@ -47,20 +47,47 @@ pub fn run(settings: &Settings, out: Option<&Path>) -> anyhow::Result<ExitCode> 
         report.written.len(),
         report.unchanged
     );
-    let changed = report.changed_feeds();
-    if let (Some(hub), false) = (&settings.feeds.websub_hub, changed.is_empty()) {
-        let urls: Vec<Url> = changed
-            .iter()
-            .map(|kind| feed::feed_url(settings, kind))
-            .collect();
-        match ping_hub(hub, &urls) {
-            Ok(()) => println!("notified WebSub hub {hub} of {} feed(s)", urls.len()),
-            // The site is built and correct; readers' apps will poll it
-            // anyway. A hub outage must not fail a publish.
-            Err(e) => eprintln!("warning: WebSub ping to {hub} failed: {e:#}"),
-        }
+    if let Some(hub) = &settings.feeds.websub_hub {
+        announce(settings, hub, &out, &report.changed_feeds());
     }
     success()
+}
+
+/// Feeds whose announcement failed, kept for the next build: a rebuild with
+/// nothing new writes no feed, and would otherwise never announce the issue
+/// the hub missed. A dot-file, which `herald serve` never serves.
+const PENDING_PINGS: &str = ".websub-pending";
+
+/// Pings the hub for the feeds that changed now or whose last ping failed.
+/// A failure is a warning (the site is built and correct, and readers'
+/// apps poll anyway) and is remembered for the next build.
+fn announce(settings: &Settings, hub: &Url, out: &Path, changed: &[feed::FeedKind]) {
+    let pending_file = out.join(PENDING_PINGS);
+    let earlier = std::fs::read_to_string(&pending_file).unwrap_or_default();
+    let due: Vec<feed::FeedKind> = FEEDS
+        .into_iter()
+        .filter(|kind| changed.contains(kind) || earlier.lines().any(|l| l == kind.file))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let urls: Vec<Url> = due
+        .iter()
+        .map(|kind| feed::feed_url(settings, kind))
+        .collect();
+    match ping_hub(hub, &urls) {
+        Ok(()) => {
+            println!("notified WebSub hub {hub} of {} feed(s)", urls.len());
+            let _ = std::fs::remove_file(&pending_file);
+        }
+        Err(e) => {
+            eprintln!("warning: WebSub ping to {hub} failed: {e:#}; the next build tries again");
+            let names: Vec<&str> = due.iter().map(|kind| kind.file).collect();
+            if let Err(e) = write_atomically(&pending_file, names.join("\n").as_bytes()) {
+                eprintln!("warning: could not remember the failed ping: {e:#}");
+            }
+        }
+    }
 }
 
 /// Renders every issue of the issues folder and writes the files that

@@ -402,6 +402,14 @@ fn an_invalid_issue_fails_the_build_and_writes_nothing() {
 async fn start_hub(
     status: axum::http::StatusCode,
 ) -> (String, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_hub_on(listener, status)
+}
+
+fn start_hub_on(
+    listener: tokio::net::TcpListener,
+    status: axum::http::StatusCode,
+) -> (String, Arc<Mutex<Vec<HashMap<String, String>>>>) {
     let pings = Arc::new(Mutex::new(Vec::new()));
     let recorded = pings.clone();
     let hub = axum::Router::new().route(
@@ -416,7 +424,6 @@ async fn start_hub(
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hub", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hub).await.unwrap() });
     (url, pings)
@@ -520,4 +527,30 @@ async fn a_failing_hub_is_a_warning_not_a_failed_build() {
         "{}",
         stderr(&output)
     );
+
+    // The hub comes back: the next build, though it writes nothing new,
+    // announces the feeds the failed ping missed, once.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (_, pings) = start_hub_on(listener, axum::http::StatusCode::NO_CONTENT);
+    let output = build_async(&ws).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout_of(&output).contains("0 file(s) written"),
+        "{}",
+        stdout_of(&output)
+    );
+    assert_eq!(
+        pings.lock().unwrap().len(),
+        3,
+        "the three feeds, announced late"
+    );
+    let output = build_async(&ws).await;
+    assert!(output.status.success());
+    assert_eq!(pings.lock().unwrap().len(), 3, "and not again");
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
