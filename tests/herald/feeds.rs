@@ -399,9 +399,10 @@ fn an_invalid_issue_fails_the_build_and_writes_nothing() {
 }
 
 /// An in-process WebSub hub that records every publish ping.
-async fn start_hub(
-    status: axum::http::StatusCode,
-) -> (String, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+/// The forms a test hub received.
+type Pings = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
+async fn start_hub(status: axum::http::StatusCode) -> (String, Pings) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     start_hub_on(listener, status)
 }
@@ -409,7 +410,7 @@ async fn start_hub(
 fn start_hub_on(
     listener: tokio::net::TcpListener,
     status: axum::http::StatusCode,
-) -> (String, Arc<Mutex<Vec<HashMap<String, String>>>>) {
+) -> (String, Pings) {
     let pings = Arc::new(Mutex::new(Vec::new()));
     let recorded = pings.clone();
     let hub = axum::Router::new().route(
