@@ -101,6 +101,14 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         return send_test_copy(settings, email, web_url, &transport, address).await;
     }
 
+    if args.dry_run && !settings.database_path().exists() {
+        // A dry run changes nothing, not even by creating the database.
+        println!(
+            "dry run: no database at {}, so no subscribers: nothing would go out",
+            settings.database_path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = Store::open(&settings.database_path()).await?;
     if args.dry_run {
         return dry_run(settings, &store, email, web_url, &issue.slug.to_string()).await;

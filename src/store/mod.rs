@@ -29,7 +29,9 @@ pub fn now_millis() -> Millis {
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// For reads: WAL lets them run beside a writer.
+    /// For reads outside a transaction (tests, reports): WAL lets them run
+    /// beside the writer. Transactions, reading or not, go through `writer`,
+    /// which keeps every read in them consistent with their writes.
     pool: SqlitePool,
     /// One connection for every write transaction. SQLite allows one writer
     /// at a time anyway; queueing writers here, in the process, avoids
