@@ -284,6 +284,33 @@ pub async fn enqueue_transactional(
     Ok(row.get(0))
 }
 
+/// The same transactional mail queued for many subscribers at once (an
+/// import): one statement, the rows as one JSON array of
+/// `[subscriber_id, recipient, message_id]`.
+pub async fn enqueue_transactional_many(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    rows: &[(i64, &str, String)],
+    now: Millis,
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let json = serde_json::to_string(rows).expect("ids and strings serialise");
+    Ok(sqlx::query(
+        "INSERT INTO deliveries
+             (campaign_id, subscriber_id, kind, recipient, payload, state, next_attempt_at, message_id, created_at)
+         SELECT NULL, value ->> 0, ?1, value ->> 1, NULL, 'queued', ?2, value ->> 2, ?2
+         FROM json_each(?3)",
+    )
+    .bind(kind)
+    .bind(now)
+    .bind(json)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 /// Transactional mail of one kind queued for a subscriber since `since`:
 /// the per-address limit on confirmation mails.
 pub async fn count_transactional_since(

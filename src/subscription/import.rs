@@ -2,11 +2,9 @@
 //! statements per chunk rather than a few per row, so a list of 100,000
 //! goes in within seconds.
 
-use std::collections::HashMap;
-
 use crate::domain::{SubscriberEmail, SubscriberName, Token};
 use crate::store::subscribers::{self, Source, SubscriberState};
-use crate::store::{suppressions, Millis, Tx};
+use crate::store::{deliveries, suppressions, Millis, Tx};
 
 use super::{suppression_hash, Subscriptions};
 
@@ -92,15 +90,24 @@ impl Subscriptions {
         };
         subscribers::record_events(tx, &ids, state, reason, now).await?;
         if !confirmed {
-            let by_address: HashMap<&str, &SubscriberEmail> = allowed
+            let domain = self.from.email.domain();
+            let queued: Vec<(i64, &str, String)> = inserted
                 .iter()
-                .map(|r| (r.email.as_str(), &r.email))
+                .map(|(id, address)| {
+                    let message_id = format!(
+                        "<herald.confirm.{}@{domain}>",
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    (*id, address.as_str(), message_id)
+                })
                 .collect();
-            for (id, address) in &inserted {
-                if let Some(email) = by_address.get(address.as_str()) {
-                    self.queue_confirmation(tx, *id, email, now).await?;
-                }
-            }
+            deliveries::enqueue_transactional_many(
+                tx,
+                super::confirmation::CONFIRMATION,
+                &queued,
+                now,
+            )
+            .await?;
         }
         Ok(report)
     }
