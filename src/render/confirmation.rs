@@ -102,16 +102,27 @@ pub fn build_confirmation_message(
     headers: &TransactionalHeaders,
 ) -> anyhow::Result<lettre::Message> {
     let (html, text) = email.fill(to.as_ref(), confirm_url);
-    let mut builder = lettre::Message::builder()
+    Ok(transactional_builder(headers, to, &email.subject)
+        .multipart(MultiPart::alternative_plain_html(text, html))?)
+}
+
+/// From, To (the bare address), Subject, Date, Message-ID and Reply-To of a
+/// transactional mail.
+pub(super) fn transactional_builder(
+    headers: &TransactionalHeaders,
+    to: &lettre::Address,
+    subject: &str,
+) -> lettre::message::MessageBuilder {
+    let builder = lettre::Message::builder()
         .from(headers.from.clone())
         .to(Mailbox::new(None, to.clone()))
-        .subject(email.subject.clone())
+        .subject(subject.to_string())
         .date(headers.date)
         .message_id(Some(headers.message_id.clone()));
-    if let Some(reply_to) = headers.reply_to {
-        builder = builder.reply_to(reply_to.clone());
+    match headers.reply_to {
+        Some(reply_to) => builder.reply_to(reply_to.clone()),
+        None => builder,
     }
-    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
 }
 
 #[cfg(test)]

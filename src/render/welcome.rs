@@ -2,10 +2,10 @@
 //! templates like the issue, with the subscriber's unsubscribe link in its
 //! footer and in List-Unsubscribe (it is list mail from then on).
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::MultiPart;
 use serde::Serialize;
 
-use super::confirmation::TransactionalHeaders;
+use super::confirmation::{transactional_builder, TransactionalHeaders};
 use super::email::mjml_to_html;
 use super::message::with_list_headers;
 use super::personalize::{marker_values, Personalized, Recipient};
@@ -85,16 +85,8 @@ pub fn build_welcome_message(
         unsubscribe_url,
         web_url: &email.archive_url,
     };
-    let mut builder = lettre::Message::builder()
-        .from(headers.from.clone())
-        .to(Mailbox::new(None, to.clone()))
-        .subject(email.subject.clone())
-        .date(headers.date)
-        .message_id(Some(headers.message_id.clone()));
-    if let Some(reply_to) = headers.reply_to {
-        builder = builder.reply_to(reply_to.clone());
-    }
-    builder = with_list_headers(
+    let builder = transactional_builder(headers, to, &email.subject);
+    let builder = with_list_headers(
         builder,
         list.name,
         list.id,
