@@ -90,21 +90,14 @@ pub(super) async fn submit_form(
     input: SubscribeInput,
 ) -> Result<Response, SubscriberWebError> {
     let texts = SubscriptionTexts::for_language(&web.settings().site.language);
-    if let Some(limiter) = &web.inner.per_ip {
-        // Rarely, forget clients that have been quiet long enough to be
-        // back at a full quota, so the map does not grow without end.
-        if limiter.len() > 10_000 {
-            limiter.retain_recent();
-        }
-        if limiter.check_key(&rate_limit_key(peer.ip())).is_err() {
-            return reply(
-                &web,
-                input.json,
-                StatusCode::TOO_MANY_REQUESTS,
-                SubscriberPage::RateLimited,
-                texts.rate_limited_body,
-            );
-        }
+    if over_limit(web.inner.per_ip.as_ref(), &rate_limit_key(peer.ip())) {
+        return reply(
+            &web,
+            input.json,
+            StatusCode::TOO_MANY_REQUESTS,
+            SubscriberPage::RateLimited,
+            texts.rate_limited_body,
+        );
     }
     let fields = &input.fields;
     if fields
@@ -146,21 +139,16 @@ pub(super) async fn submit_form(
     let Ok(email) = SubscriberEmail::parse(raw_email) else {
         return refuse(texts.invalid_email);
     };
-    if let Some(limiter) = &web.inner.per_address {
-        if limiter.len() > 10_000 {
-            limiter.retain_recent();
-        }
-        // Checked before the address's state is looked at, so a 429 says
-        // nothing about whether it is on the list.
-        if limiter.check_key(&email.as_str().to_string()).is_err() {
-            return reply(
-                &web,
-                input.json,
-                StatusCode::TOO_MANY_REQUESTS,
-                SubscriberPage::RateLimited,
-                texts.rate_limited_body,
-            );
-        }
+    // Checked before the address's state is looked at, so a 429 says
+    // nothing about whether it is on the list.
+    if over_limit(web.inner.per_address.as_ref(), &email.as_str().to_string()) {
+        return reply(
+            &web,
+            input.json,
+            StatusCode::TOO_MANY_REQUESTS,
+            SubscriberPage::RateLimited,
+            texts.rate_limited_body,
+        );
     }
     let Ok(name) = SubscriberName::parse_optional(Some(raw_name)) else {
         return refuse(texts.invalid_name);
@@ -245,6 +233,22 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .take(MAX_USER_AGENT_CHARS)
         .collect();
     (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// Whether `key` has used up its quota (never, when the limit is off).
+fn over_limit<K>(limiter: Option<&governor::DefaultKeyedRateLimiter<K>>, key: &K) -> bool
+where
+    K: Clone + std::hash::Hash + Eq,
+{
+    let Some(limiter) = limiter else {
+        return false;
+    };
+    // Rarely, forget keys quiet long enough to be back at a full quota, so
+    // the map does not grow without end.
+    if limiter.len() > 10_000 {
+        limiter.retain_recent();
+    }
+    limiter.check_key(key).is_err()
 }
 
 #[cfg(test)]
