@@ -1,8 +1,10 @@
 //! Herald: a newsletter pipeline. Stages, each a module with one job:
 //! `issue` reads issue files, `render` turns them into email, feeds and
 //! pages, `store` keeps subscribers and deliveries, `send` delivers, `http`
-//! serves; `commands` are what the CLI calls.
+//! serves; `bounce` learns what happened after a relay took the mail;
+//! `commands` are what the CLI calls.
 
+pub mod bounce;
 pub mod cli;
 pub mod commands;
 pub mod config;
