@@ -75,6 +75,48 @@ pub enum Command {
     /// count, and move a list in and out as CSV.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Bounces and complaints: take reports in (from an MTA pipe or a
+    /// backlog), list them, or parse files without touching the database.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Read one message on stdin and record what it reports: the target of
+    /// an MTA alias or pipe. Exits 75 (EX_TEMPFAIL) when it cannot record
+    /// the message, so the MTA keeps it and tries again.
+    Process {
+        /// The envelope recipient the MTA delivered to, where the VERP tag
+        /// is [default: $ORIGINAL_RECIPIENT or $RECIPIENT, as Postfix's
+        /// local(8) and Exim set them].
+        #[arg(long, value_name = "ADDR")]
+        recipient: Option<String>,
+    },
+    /// Record a backlog: Maildir folders, mbox files or single .eml files.
+    Import {
+        /// Maildir folders, mbox files or .eml files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// The reports received, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Parse messages and print what each reports; touches no database.
+    Parse {
+        /// Message files (.eml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

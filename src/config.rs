@@ -42,12 +42,75 @@ pub struct Settings {
     pub send: SendSettings,
     pub feeds: FeedSettings,
     pub server: ServerSettings,
+    pub bounces: BounceSettings,
+    pub webhooks: WebhookSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
     /// `HERALD_SMTP_PASSWORD`.
     #[serde(skip)]
     pub smtp_password: Option<Secret>,
+    /// `HERALD_IMAP_PASSWORD`: the bounce mailbox's password.
+    #[serde(skip)]
+    pub imap_password: Option<Secret>,
+    /// The webhook secrets, each from its own `HERALD_*` variable.
+    #[serde(skip)]
+    pub webhook_secrets: WebhookSecrets,
+}
+
+/// What happens after the hand-off: bounces and complaints (README:
+/// "Bounces and complaints").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BounceSettings {
+    /// The VERP return path: each message's envelope sender becomes
+    /// `local+TAG@domain`, TAG naming its delivery. Unset: `[mail] from`.
+    pub return_path: Option<String>,
+    /// Soft bounces (full mailbox, greylisting) tolerated within
+    /// `soft_bounce_days` before the subscriber is marked bounced.
+    pub soft_bounce_limit: u32,
+    pub soft_bounce_days: u32,
+    /// Days a report's raw message is kept, for audit and correction.
+    pub keep_days: u32,
+    /// `imaps://user@host:993/INBOX`: a bounce mailbox `herald serve`
+    /// polls (password in `HERALD_IMAP_PASSWORD`). Unset: no polling.
+    pub imap_url: Option<String>,
+    /// Where a processed report is moved.
+    pub imap_processed_folder: String,
+    pub imap_poll_secs: u64,
+    /// A PEM file of extra CA certificates to trust for the IMAP server
+    /// (a private CA); the system's web roots are always trusted.
+    pub imap_ca_file: Option<PathBuf>,
+}
+
+/// Provider webhooks that report bounces and complaints (served by
+/// `herald serve` under `/webhooks/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Requests older (or newer) than this are refused as replays.
+    pub max_age_secs: u64,
+    /// Amazon SNS topics whose notifications are accepted; none: the SES
+    /// endpoint is off.
+    pub ses_topic_arns: Vec<String>,
+    /// Hosts the SNS signing certificate may be fetched from.
+    pub ses_certificate_hosts: Vec<String>,
+    /// The user of Postmark's basic auth (the password in
+    /// `HERALD_POSTMARK_WEBHOOK_PASSWORD`).
+    pub postmark_username: Option<String>,
+}
+
+/// Webhook secrets; an endpoint whose secret is unset is off (404).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets {
+    /// `HERALD_MAILGUN_SIGNING_KEY`.
+    pub mailgun_signing_key: Option<Secret>,
+    /// `HERALD_SENDGRID_VERIFICATION_KEY`: SendGrid's public key (base64).
+    pub sendgrid_verification_key: Option<Secret>,
+    /// `HERALD_POSTMARK_WEBHOOK_PASSWORD`.
+    pub postmark_password: Option<Secret>,
+    /// `HERALD_WEBHOOK_SECRET`: HMAC-SHA256 key of the generic endpoint.
+    pub generic_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,8 +210,12 @@ impl Default for Settings {
             send: SendSettings::default(),
             feeds: FeedSettings::default(),
             server: ServerSettings::default(),
+            bounces: BounceSettings::default(),
+            webhooks: WebhookSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
+            imap_password: None,
+            webhook_secrets: WebhookSecrets::default(),
         }
     }
 }
@@ -238,6 +305,38 @@ impl Default for ServerSettings {
     }
 }
 
+impl Default for BounceSettings {
+    fn default() -> Self {
+        BounceSettings {
+            return_path: None,
+            // Three soft bounces in a month: a mailbox full for weeks is as
+            // good as dead, while one full week (or a greylisting server)
+            // does not lose a reader.
+            soft_bounce_limit: 3,
+            soft_bounce_days: 30,
+            // Three months: long enough to notice and fix a wrong call.
+            keep_days: 90,
+            imap_url: None,
+            imap_processed_folder: "Herald/Processed".into(),
+            imap_poll_secs: 60,
+            imap_ca_file: None,
+        }
+    }
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            // Five minutes: what Mailgun and SendGrid allow for clock skew
+            // and their own retries' timestamps.
+            max_age_secs: 300,
+            ses_topic_arns: Vec::new(),
+            ses_certificate_hosts: vec!["sns.*.amazonaws.com".into()],
+            postmark_username: None,
+        }
+    }
+}
+
 impl Settings {
     /// Reads `path`. A missing file is fine only when the caller did not name
     /// it explicitly (the default `./herald.toml`): then every default applies.
@@ -272,6 +371,14 @@ impl Settings {
 
     fn read_environment(&mut self) {
         self.smtp_password = non_empty_env("HERALD_SMTP_PASSWORD").map(Secret::new);
+        self.imap_password = non_empty_env("HERALD_IMAP_PASSWORD").map(Secret::new);
+        let secret = |name| non_empty_env(name).map(Secret::new);
+        self.webhook_secrets = WebhookSecrets {
+            mailgun_signing_key: secret("HERALD_MAILGUN_SIGNING_KEY"),
+            sendgrid_verification_key: secret("HERALD_SENDGRID_VERIFICATION_KEY"),
+            postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
+            generic_secret: secret("HERALD_WEBHOOK_SECRET"),
+        };
     }
 
     /// A path from the config, taken relative to the config's folder.
