@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use crate::config::Settings;
 use crate::issue::{self, Diagnostic};
+use crate::render::{self, Templates};
 
 use super::user_error;
 
@@ -39,6 +40,8 @@ pub fn check_paths(
         issues.extend(checked.issue);
     }
     diagnostics.extend(issue::check_collection(&issues));
+    let templates = Templates::load(&settings.templates_dir())?;
+    diagnostics.extend(render::rendering_problems(&issues, settings, &templates));
     Ok((files.len(), diagnostics))
 }
 

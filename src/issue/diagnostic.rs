@@ -98,7 +98,7 @@ impl<'a> SourceMap<'a> {
             column,
             severity,
             message: message.into(),
-            snippet: self.line_text(line).to_string(),
+            snippet: quote_line(self.line_text(line), column),
         }
     }
 
@@ -113,6 +113,39 @@ impl<'a> SourceMap<'a> {
     pub fn line_start(&self, line: usize) -> usize {
         self.line_starts[line.saturating_sub(1).min(self.line_starts.len() - 1)]
     }
+}
+
+/// Characters of a line shown under a diagnostic: enough to see the
+/// problem, never a megabyte-long line whole.
+const SNIPPET_CHARS: usize = 160;
+
+/// The part of `line` around `column` that a diagnostic shows, with control
+/// characters made visible (`\u{1b}`), so a hostile file cannot drive the
+/// terminal that prints it.
+fn quote_line(line: &str, column: usize) -> String {
+    let count = line.chars().count();
+    let start = if count > SNIPPET_CHARS {
+        column
+            .saturating_sub(SNIPPET_CHARS / 2)
+            .min(count - SNIPPET_CHARS)
+    } else {
+        0
+    };
+    let mut quoted = String::new();
+    if start > 0 {
+        quoted.push('…');
+    }
+    for c in line.chars().skip(start).take(SNIPPET_CHARS) {
+        if c.is_control() && c != '\t' {
+            quoted.push_str(&c.escape_unicode().to_string());
+        } else {
+            quoted.push(c);
+        }
+    }
+    if start + SNIPPET_CHARS < count {
+        quoted.push('…');
+    }
+    quoted
 }
 
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
@@ -135,5 +168,15 @@ mod tests {
         // 'x' follows two three-byte characters.
         assert_eq!(map.position(9), (2, 3));
         assert_eq!(map.line_text(2), "中文x");
+    }
+
+    #[test]
+    fn long_lines_are_quoted_around_the_column_and_controls_escaped() {
+        let line = "x".repeat(1_000_000);
+        let quoted = quote_line(&line, 500_000);
+        assert_eq!(quoted.chars().count(), SNIPPET_CHARS + 2);
+        assert!(quoted.starts_with('…') && quoted.ends_with('…'));
+        assert_eq!(quote_line("a\u{1b}[31mb", 1), "a\\u{1b}[31mb");
+        assert_eq!(quote_line("short", 3), "short");
     }
 }

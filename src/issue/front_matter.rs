@@ -85,6 +85,20 @@ pub struct FrontMatter {
     pub slug_line: usize,
 }
 
+/// serde's messages name Rust types ("expected i64", "as i128"); an editor
+/// should read what to write instead.
+fn in_plain_words(message: &str) -> String {
+    let mut plain = message.to_string();
+    for rust_type in ["i128", "i64", "u64", "u32"] {
+        plain = plain
+            .replace(&format!("expected {rust_type}"), "expected a whole number")
+            .replace(&format!("as {rust_type}"), "as a whole number");
+    }
+    plain
+        .replace("expected a sequence", "expected a list")
+        .replace("a borrowed string", "a string")
+}
+
 /// Parses and validates the front matter. `default_slug` is the file stem.
 pub fn parse(
     split: &Split,
@@ -104,13 +118,8 @@ pub fn parse(
     let raw: RawFrontMatter = toml::from_str(split.toml).map_err(|e| {
         let offset = e.span().map(at).unwrap_or(split.toml_offset);
         // toml's message repeats the source excerpt; keep only its first line.
-        let message = e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
-        vec![map.error(offset, format!("front matter: {message}"))]
+        let message = e.message().lines().next().unwrap_or("invalid TOML");
+        vec![map.error(offset, format!("front matter: {}", in_plain_words(message)))]
     })?;
 
     let mut errors = Vec::new();

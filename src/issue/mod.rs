@@ -4,6 +4,7 @@
 
 mod diagnostic;
 mod front_matter;
+pub mod limits;
 mod markdown;
 mod text;
 
@@ -82,6 +83,9 @@ pub struct Checked {
 
 /// Parses an issue from its bytes. `base` makes relative links absolute.
 pub fn parse_issue(path: &Path, bytes: &[u8], base: &Url) -> Checked {
+    if bytes.len() > limits::MAX_ISSUE_BYTES {
+        return too_large(path, bytes.len() as u64);
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -102,6 +106,13 @@ pub fn parse_issue(path: &Path, bytes: &[u8], base: &Url) -> Checked {
         }
     };
     let map = SourceMap::new(path, text);
+    let controls = limits::control_characters(text, &map);
+    if !controls.is_empty() {
+        return Checked {
+            issue: None,
+            diagnostics: controls,
+        };
+    }
     let split = match front_matter::split(text, &map) {
         Ok(split) => split,
         Err(d) => {
@@ -113,6 +124,14 @@ pub fn parse_issue(path: &Path, bytes: &[u8], base: &Url) -> Checked {
     };
     let default_slug = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let front = front_matter::parse(&split, &map, default_slug);
+    if let Some(too_deep) = limits::nesting(split.body, split.body_offset, &map) {
+        let mut diagnostics = front.err().unwrap_or_default();
+        diagnostics.push(too_deep);
+        return Checked {
+            issue: None,
+            diagnostics,
+        };
+    }
     let (body, mut diagnostics) = markdown::parse(split.body, split.body_offset, &map, base);
     let front = match front {
         Ok(front) => Some(front),
@@ -141,10 +160,35 @@ pub fn parse_issue(path: &Path, bytes: &[u8], base: &Url) -> Checked {
     Checked { issue, diagnostics }
 }
 
-/// Reads and parses one issue file.
+/// Reads and parses one issue file. A file over the size limit is refused
+/// without reading it whole.
 pub fn read_issue(path: &Path, base: &Url) -> anyhow::Result<Checked> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading issue {}", path.display()))?;
+    use std::io::Read;
+    let reading = || format!("reading issue {}", path.display());
+    let file = std::fs::File::open(path).with_context(reading)?;
+    let mut bytes = Vec::new();
+    file.take(limits::MAX_ISSUE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(reading)?;
+    if bytes.len() > limits::MAX_ISSUE_BYTES {
+        let size = std::fs::metadata(path).with_context(reading)?.len();
+        return Ok(too_large(path, size));
+    }
     Ok(parse_issue(path, &bytes, base))
+}
+
+fn too_large(path: &Path, size: u64) -> Checked {
+    Checked {
+        issue: None,
+        diagnostics: vec![Diagnostic {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            severity: Severity::Error,
+            message: limits::too_large(size),
+            snippet: String::new(),
+        }],
+    }
 }
 
 /// The `*.md` files of a folder, in name order.

@@ -39,3 +39,32 @@ pub struct SiteFile {
     pub path: String,
     pub bytes: Vec<u8>,
 }
+
+/// Renders each issue every way it is used (the email and the site with
+/// its feeds) and reports any failure as a diagnostic of that issue: what
+/// `check` accepts, `preview`, `build` and `send` can render.
+pub fn rendering_problems(
+    issues: &[crate::issue::Issue],
+    settings: &crate::config::Settings,
+    templates: &Templates,
+) -> Vec<crate::issue::Diagnostic> {
+    let context = EmailContext {
+        site_title: &settings.site.title,
+        language: &settings.site.language,
+    };
+    issues
+        .iter()
+        .filter_map(|issue| {
+            let rendered = render_email(issue, &context, templates)
+                .and_then(|_| render_site(std::slice::from_ref(issue), settings, templates));
+            rendered.err().map(|error| crate::issue::Diagnostic {
+                path: issue.source.clone(),
+                line: 1,
+                column: 1,
+                severity: crate::issue::Severity::Error,
+                message: format!("the issue cannot be rendered: {error:#}"),
+                snippet: String::new(),
+            })
+        })
+        .collect()
+}

@@ -36,7 +36,7 @@ const BROKEN: &[(&str, &str, usize, usize, &str)] = &[
         "number-is-a-string.md",
         3,
         10,
-        "invalid type: string \"one\"",
+        "invalid type: string \"one\", expected a whole number",
     ),
     (
         "negative-number.md",
@@ -130,6 +130,20 @@ const BROKEN: &[(&str, &str, usize, usize, &str)] = &[
         10,
         7,
         "`%%herald:` is reserved",
+    ),
+    (
+        "control-character-heading.md",
+        "control-character-heading.md",
+        8,
+        8,
+        "control character U+0008 is not allowed",
+    ),
+    (
+        "deep-list.md",
+        "deep-list.md",
+        10,
+        33,
+        "nest more than 32 levels deep",
     ),
     (
         "duplicate-number",
@@ -248,4 +262,53 @@ fn a_missing_file_is_a_user_error() {
     assert!(stderr(&output).contains("nope.md: no such file or folder"));
     let usage = herald(&["check", "--no-such-flag"], dir.path());
     assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn an_oversized_issue_is_refused_without_rendering() {
+    let dir = tempfile::tempdir().unwrap();
+    let issue = dir.path().join("huge.md");
+    let row = "| a | b | c | d |\n";
+    let mut text = String::from(
+        "+++\ntitle = \"T\"\nnumber = 1\ndate = 2019-04-15\n+++\n## S\n\n### I\n\n| a | b | c | d |\n|---|---|---|---|\n",
+    );
+    while text.len() <= 2 * 1024 * 1024 {
+        text.push_str(row);
+    }
+    std::fs::write(&issue, &text).unwrap();
+    let output = herald(&["preview", "huge.md"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("huge.md:1:1: error: the file is") && err.contains("at most 1024 KiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn preview_reports_a_deep_list_instead_of_overflowing_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = herald(
+        &["preview", fixture("deep-list.md").to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("nest more than 32 levels deep"));
+}
+
+#[test]
+fn a_diagnostic_quotes_at_most_a_window_of_a_huge_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let issue = dir.path().join("long.md");
+    let line = format!("title = \"{}\u{8}\"", "x".repeat(1_000_000));
+    std::fs::write(
+        &issue,
+        format!("+++\n{line}\nnumber = 1\ndate = 2019-04-15\n+++\n"),
+    )
+    .unwrap();
+    let output = herald(&["check", "long.md"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("U+0008"), "{}", &err[..err.len().min(500)]);
+    assert!(err.len() < 2_000, "stderr is {} bytes", err.len());
 }

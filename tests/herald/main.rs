@@ -1,6 +1,7 @@
 //! Herald's integration tests: one binary, one module per capability.
 
 mod check;
+mod check_render_props;
 mod crash;
 mod feeds;
 mod helpers;
