@@ -9,15 +9,11 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The config file. Relative paths in it are taken from its folder.
-    /// When the default file is missing, built-in defaults apply.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        default_value = "herald.toml"
-    )]
-    pub config: PathBuf,
+    /// The config file [default: ./herald.toml, or built-in defaults when
+    /// there is none]. Relative paths in it are taken from its folder. A
+    /// file named here must exist.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]

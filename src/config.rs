@@ -366,7 +366,65 @@ impl Settings {
             let path = format!("{}/", settings.site.base_url.path());
             settings.site.base_url.set_path(&path);
         }
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuses values that would only fail later, mid-send or mid-request:
+    /// every value a command relies on is checked here, once, when the
+    /// config loads.
+    fn validate(&self) -> anyhow::Result<()> {
+        let base = &self.site.base_url;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            anyhow::bail!(
+                "[site] base_url = {:?} must be an absolute http(s) URL, e.g. \"https://news.example.com/\"",
+                base.as_str()
+            );
+        }
+        parse_address(&self.mail.from, "[mail] from")?;
+        if let Some(reply_to) = &self.mail.reply_to {
+            parse_address(reply_to, "[mail] reply_to")?;
+        }
+        if let Some(return_path) = &self.bounces.return_path {
+            parse_address(return_path, "[bounces] return_path")?;
+        }
+        validate_smtp_url(&self.smtp.url)?;
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[server] listen = {:?} is not an address and port, e.g. \"127.0.0.1:8080\"",
+                    self.server.listen
+                )
+            })?;
+        let send = &self.send;
+        for (key, value) in [
+            ("concurrency", send.concurrency as u64),
+            ("batch_size", u64::from(send.batch_size)),
+            ("lease_secs", send.lease_secs),
+            ("failure_window", send.failure_window as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("[send] {key} must be at least 1");
+            }
+        }
+        if send.rate > MAX_RATE {
+            anyhow::bail!(
+                "[send] rate = {} is over the maximum of {MAX_RATE} messages a second",
+                send.rate
+            );
+        }
+        if !(send.failure_threshold > 0.0 && send.failure_threshold <= 1.0) {
+            anyhow::bail!(
+                "[send] failure_threshold = {} must be a share above 0 and at most 1, e.g. 0.5",
+                send.failure_threshold
+            );
+        }
+        if self.bounces.soft_bounce_limit == 0 || self.bounces.soft_bounce_days == 0 {
+            anyhow::bail!("[bounces] soft_bounce_limit and soft_bounce_days must be at least 1");
+        }
+        Ok(())
     }
 
     fn read_environment(&mut self) {
@@ -413,6 +471,55 @@ impl Settings {
     }
 }
 
+/// The highest `[send] rate` (and `--rate`): far above what any relay
+/// takes, and low enough that the limiter's arithmetic never overflows.
+pub const MAX_RATE: u32 = 1_000_000;
+
+fn parse_address(value: &str, key: &str) -> anyhow::Result<lettre::message::Mailbox> {
+    value
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key} = {value:?} is not a valid address: {e}"))
+}
+
+/// The URL as it may be shown: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Unparseable: the userinfo may still hold a password, so show
+        // nothing between the scheme and the host.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}://***{}", &url[..scheme_end], &url[at..])
+            }
+            _ => url.to_string(),
+        },
+    }
+}
+
+/// `[smtp] url`: a scheme Herald speaks, and never a password (which
+/// belongs in `HERALD_SMTP_PASSWORD`, and is not repeated in the error).
+fn validate_smtp_url(url: &str) -> anyhow::Result<()> {
+    let url = url.trim();
+    if url.starts_with("file://") {
+        return Ok(());
+    }
+    let shown = redact_url(url);
+    let parsed = Url::parse(url).map_err(|e| anyhow::anyhow!("[smtp] url = {shown:?}: {e}"))?;
+    if parsed.password().is_some() {
+        anyhow::bail!(
+            "[smtp] url = {shown:?} holds a password; put it in HERALD_SMTP_PASSWORD instead"
+        );
+    }
+    if !matches!(parsed.scheme(), "smtp" | "smtps") {
+        anyhow::bail!("[smtp] url = {shown:?}: the scheme must be smtp, smtps or file");
+    }
+    Ok(())
+}
+
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -452,6 +559,103 @@ mod tests {
             s.issue_url("vol-001").as_str(),
             "https://news.example.com/weekly/issues/vol-001/"
         );
+    }
+
+    #[test]
+    fn values_that_would_fail_later_are_refused_when_the_config_loads() {
+        let cases = [
+            (
+                "[site]\nbase_url = \"javascript:alert(1)\"\n",
+                "absolute http(s) URL",
+            ),
+            (
+                "[site]\nbase_url = \"mailto:a@example.com\"\n",
+                "absolute http(s) URL",
+            ),
+            ("[mail]\nfrom = \"not an address\"\n", "[mail] from"),
+            ("[mail]\nreply_to = \"@@\"\n", "[mail] reply_to"),
+            (
+                "[bounces]\nreturn_path = \"nope\"\n",
+                "[bounces] return_path",
+            ),
+            ("[server]\nlisten = \"not-an-addr\"\n", "[server] listen"),
+            (
+                "[send]\nconcurrency = 0\n",
+                "concurrency must be at least 1",
+            ),
+            ("[send]\nfailure_threshold = nan\n", "failure_threshold"),
+            ("[send]\nfailure_threshold = 1.5\n", "failure_threshold"),
+            ("[send]\nrate = 4000000000\n", "over the maximum"),
+            ("[smtp]\nurl = \"gopher://x\"\n", "scheme must be"),
+        ];
+        for (text, expected) in cases {
+            let error = format!("{:#}", Settings::parse(text).expect_err(text));
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_smtp_url_is_refused_without_being_repeated() {
+        for url in [
+            "smtp://user:hunter2@mail.example.com:587",
+            "smtp://user:hunter2@exa mple.com",
+        ] {
+            let text = format!("[smtp]\nurl = \"{url}\"\n");
+            let error = format!("{:#}", Settings::parse(&text).unwrap_err());
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(error.contains("[smtp] url"), "{error}");
+        }
+    }
+
+    /// The keys serde accepts in a section (`None`: the top level), read
+    /// from the error it gives for an unknown one, which lists them all.
+    fn accepted_keys(section: Option<&str>) -> Vec<String> {
+        let text = match section {
+            Some(section) => format!("[{section}]\nno_such_key = 1\n"),
+            None => "no_such_key = 1\n".to_string(),
+        };
+        let error = Settings::parse(&text).unwrap_err().to_string();
+        let list = error
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| error.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("no key list in {error}"));
+        list.lines()
+            .next()
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|word| word.starts_with('`'))
+            .map(|key| key.trim_matches('`').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_example_config_shows_every_key_the_config_accepts() {
+        let example = include_str!("../config.example.toml");
+        let mut shown: std::collections::BTreeSet<String> = Default::default();
+        let mut section = String::new();
+        for line in example.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let setting = line.trim_start_matches('#').trim_start();
+            if let Some((key, _)) = setting.split_once(" = ") {
+                if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    shown.insert(format!("{section}.{key}"));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for section in accepted_keys(None) {
+            for key in accepted_keys(Some(&section)) {
+                if !shown.contains(&format!("{section}.{key}")) {
+                    missing.push(format!("[{section}] {key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "config.example.toml lacks {missing:?}");
     }
 
     #[test]

@@ -22,8 +22,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let explicit = cli.config.as_os_str() != "herald.toml";
-    let load = || Settings::load(&cli.config, explicit).map_err(UserError::wrap);
+    // Only the default file may be missing: a file named on the command
+    // line that is not there is a mistake, not a wish for the defaults.
+    let explicit = cli.config.is_some();
+    let config = cli.config.unwrap_or_else(|| "herald.toml".into());
+    let load = || Settings::load(&config, explicit).map_err(UserError::wrap);
     match cli.command {
         Command::Init { dir } => commands::init::run(&dir),
         Command::Check { paths } => commands::check::run(&load()?, &paths),

@@ -37,11 +37,11 @@ pub struct SendArgs {
     /// Do everything except talk to the mail server: report what would go out.
     #[arg(long)]
     pub dry_run: bool,
-    /// SMTP connections at once (default: [send] concurrency).
-    #[arg(long)]
-    pub concurrency: Option<usize>,
-    /// Messages per second, 0 = unlimited (default: [send] rate).
-    #[arg(long)]
+    /// SMTP connections at once, 1 to 1000 (default: [send] concurrency).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: Option<u16>,
+    /// Messages per second, 0 = unlimited, at most 1000000 (default: [send] rate).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_RATE)))]
     pub rate: Option<u32>,
 }
 
@@ -53,22 +53,23 @@ pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTranspo
             settings.resolve(std::path::Path::new(path)),
         )));
     }
+    let shown = crate::config::redact_url(url);
     let parsed =
-        url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
+        url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
     let target = SmtpTarget::from_url(
         &parsed,
         settings.smtp.username.as_deref(),
         settings.smtp_password.as_ref(),
         Duration::from_secs(settings.smtp.timeout_secs.max(1)),
     )
-    .map_err(|e| user_error(format!("[smtp] url = {url:?}: {e}")))?;
+    .map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
     Ok(AnyTransport::Smtp(Arc::new(target)))
 }
 
 pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
     let mut options = SendOptions::from_settings(&settings.send);
     if let Some(concurrency) = args.concurrency {
-        options.concurrency = concurrency.max(1);
+        options.concurrency = usize::from(concurrency);
     }
     if let Some(rate) = args.rate {
         options.rate = rate;

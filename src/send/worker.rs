@@ -341,18 +341,18 @@ pub async fn run_queue<T: Transport>(
         recorded: Notify::new(),
     });
     let concurrency = options.concurrency.max(1);
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> =
-        NonZeroU32::new(options.rate).map(|rate| {
-            // A burst of 10 ms worth of messages (at least one): the rate
-            // holds over any window longer than that. A burst of one would
-            // undershoot high rates, since timers tick in milliseconds.
-            let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
-            let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
-            let quota = Quota::with_period(period)
-                .expect("non-zero period")
-                .allow_burst(burst);
-            Arc::new(RateLimiter::direct(quota))
-        });
+    // Clamped, so the period below is never shorter than a microsecond
+    // (a zero period has no quota); the config refuses higher rates anyway.
+    let rate = options.rate.min(crate::config::MAX_RATE);
+    let limiter: Option<Arc<DefaultDirectRateLimiter>> = NonZeroU32::new(rate).and_then(|rate| {
+        // A burst of 10 ms worth of messages (at least one): the rate
+        // holds over any window longer than that. A burst of one would
+        // undershoot high rates, since timers tick in milliseconds.
+        let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+        let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)?.allow_burst(burst);
+        Some(Arc::new(RateLimiter::direct(quota)))
+    });
     let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
     let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
     let (results_tx, mut results_rx) =

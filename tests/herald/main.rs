@@ -2,6 +2,7 @@
 
 mod check;
 mod check_render_props;
+mod config_cli;
 mod crash;
 mod feeds;
 mod helpers;
