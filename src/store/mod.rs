@@ -40,6 +40,23 @@ pub struct Store {
     writer: SqlitePool,
 }
 
+/// Blocks until this process alone may migrate the database at `path`.
+/// Not the database file itself: SQLite holds POSIX locks on it, which a
+/// second descriptor of ours would release when it closes.
+async fn lock_migrations(path: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = path.with_extension("migrate.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening lock file {}", lock_path.display()))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .context("waiting for the migration lock")?
+        .with_context(|| format!("locking {}", lock_path.display()))
+}
+
 impl Store {
     /// Opens (creating if needed) the database and applies every migration.
     pub async fn open(path: &Path) -> anyhow::Result<Store> {
@@ -61,15 +78,21 @@ impl Store {
             // fixed cache keeps memory flat however long the list.
             .pragma("cache_size", "-1024")
             .foreign_keys(true);
+        let migrating = lock_migrations(path).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
+        // sqlx's SQLite migrator takes no lock of its own: two processes
+        // opening a new database at once would both create its tables
+        // ("table subscribers already exists"). A lock file beside the
+        // database makes them take turns; the second finds nothing to do.
         sqlx::migrate!("./migrations")
             .run(&writer)
             .await
             .with_context(|| format!("migrating database {}", path.display()))?;
+        drop(migrating);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
