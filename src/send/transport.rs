@@ -192,8 +192,26 @@ impl Connection for AnyConnection {
     }
 }
 
-/// Writes each message to `<dir>/<n>-<pid>.eml`. lettre's file transport
-/// names files by a random UUID; a sequence keeps them in send order.
+/// Writes `bytes` to `path` so that it either appears whole or not at all:
+/// a hidden temporary file in the same folder (so the rename cannot cross
+/// file systems), synced, then renamed. A full disk leaves no empty or
+/// truncated `.eml` beside the good copy a retry makes later.
+fn write_whole_or_nothing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".herald-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes each message to `<dir>/<nanos>-<pid>-<n>.eml`. lettre's file transport
+/// names files by a random UUID; the time and a sequence keep them in send
+/// order.
 #[derive(Clone, Debug)]
 pub struct FileOutbox {
     pub dir: PathBuf,
@@ -217,8 +235,11 @@ impl FileOutbox {
         let path = self
             .dir
             .join(format!("{nanos}-{}-{n:06}.eml", std::process::id()));
-        tokio::fs::write(&path, message)
+        let message = message.to_vec();
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || write_whole_or_nothing(&written, &message))
             .await
+            .map_err(|e| SendError::transient(format!("writing {}: {e}", path.display())))?
             .map_err(|e| SendError::transient(format!("writing {}: {e}", path.display())))?;
         Ok(Reply {
             code: Some(250),
