@@ -2,6 +2,7 @@
 //! (who may be added, confirmation mails, erasure) are the subscription
 //! stage's, the same the web form follows.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,7 +13,9 @@ use serde::Serialize;
 
 use crate::cli::SubscribersCommand;
 use crate::config::Settings;
-use crate::domain::{SubscriberEmail, SubscriberName};
+use crate::domain::{
+    neutralise_formula, restore_formula, terminal_safe, SubscriberEmail, SubscriberName,
+};
 use crate::render::Templates;
 use crate::store::subscribers::{self, Source, Subscriber, SubscriberState};
 use crate::store::{now_millis, Millis, Store};
@@ -182,29 +185,29 @@ fn format_time(millis: Millis) -> String {
 /// no token.
 #[derive(Serialize)]
 struct SubscriberView<'a> {
-    email: &'a str,
-    name: Option<&'a str>,
+    email: Cow<'a, str>,
+    name: Option<Cow<'a, str>>,
     state: &'static str,
     source: &'static str,
     created_at: String,
     state_changed_at: String,
     consent_at: Option<String>,
     consent_ip: Option<&'a str>,
-    consent_user_agent: Option<&'a str>,
+    consent_user_agent: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a Subscriber> for SubscriberView<'a> {
     fn from(s: &'a Subscriber) -> Self {
         SubscriberView {
-            email: &s.email,
-            name: s.name.as_deref(),
+            email: Cow::Borrowed(&s.email),
+            name: s.name.as_deref().map(Cow::Borrowed),
             state: s.state.as_str(),
             source: s.source.as_str(),
             created_at: format_time(s.created_at),
             state_changed_at: format_time(s.state_changed_at),
             consent_at: s.consent_at.map(format_time),
             consent_ip: s.consent_ip.as_deref(),
-            consent_user_agent: s.consent_user_agent.as_deref(),
+            consent_user_agent: s.consent_user_agent.as_deref().map(Cow::Borrowed),
         }
     }
 }
@@ -246,7 +249,7 @@ async fn list(
             s.state.as_str(),
             s.source.as_str(),
             format_time(s.created_at),
-            s.name.as_deref().unwrap_or("")
+            terminal_safe(s.name.as_deref().unwrap_or(""))
         )?;
     }
     success()
@@ -272,7 +275,11 @@ async fn export(store: &Store, state: Option<SubscriberState>) -> anyhow::Result
     let list = load_list(store, state).await?;
     let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
     for s in &list {
-        writer.serialize(SubscriberView::from(s))?;
+        let mut view = SubscriberView::from(s);
+        view.email = neutralise_formula(view.email);
+        view.name = view.name.map(neutralise_formula);
+        view.consent_user_agent = view.consent_user_agent.map(neutralise_formula);
+        writer.serialize(view)?;
     }
     if list.is_empty() {
         // serialize writes the header with the first row; an empty export
@@ -387,10 +394,12 @@ fn parse_row(
     email_column: usize,
     name_column: Option<usize>,
 ) -> Result<ImportRow, String> {
-    let raw_email = record.get(email_column).unwrap_or("");
+    let raw_email = restore_formula(record.get(email_column).unwrap_or(""));
     let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
-    let name = SubscriberName::parse_optional(name_column.and_then(|c| record.get(c)))
-        .map_err(|e| e.to_string())?;
+    let name = SubscriberName::parse_optional(
+        name_column.and_then(|c| record.get(c)).map(restore_formula),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(ImportRow { line, email, name })
 }
 

@@ -2,11 +2,13 @@
 //! HTTP form, CSV import, issue file); everything past that point can trust it.
 
 mod issue_slug;
+mod spreadsheet;
 mod subscriber_email;
 mod subscriber_name;
 mod token;
 
 pub use issue_slug::IssueSlug;
+pub use spreadsheet::{neutralise_formula, restore_formula};
 pub use subscriber_email::SubscriberEmail;
 pub use subscriber_name::SubscriberName;
 pub use token::Token;
@@ -14,3 +16,67 @@ pub use token::Token;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct DomainError(pub String);
+
+/// Characters that show nothing (zero-width spaces and joiners, bidi
+/// controls, the byte-order mark, Unicode's other format characters) or
+/// that stand for bytes lost in decoding (U+FFFD): an address holding one
+/// looks like another address, or is not what was typed.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffd}'
+    )
+}
+
+/// Characters that reorder or break the text shown around them: bidi
+/// controls and line or paragraph separators. A name may hold joiners (some
+/// scripts need them), never these.
+pub fn is_text_direction_or_break(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Untrusted input as an error message may quote it: the first characters
+/// only, with control and invisible characters escaped.
+pub fn quote_input(raw: &str) -> String {
+    const SHOWN: usize = 64;
+    let mut quoted: String = raw
+        .chars()
+        .take(SHOWN)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    // escape_debug leaves format characters such as U+202E as they are.
+    quoted = quoted
+        .chars()
+        .map(|c| {
+            if is_invisible(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    if raw.chars().nth(SHOWN).is_some() {
+        quoted.push('…');
+    }
+    format!("\"{quoted}\"")
+}
+
+/// Text from a subscriber as a terminal should show it: control, bidi and
+/// invisible characters escaped, so a name cannot reorder or hide a line.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().all(|c| !c.is_control() && !is_invisible(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() || is_invisible(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}

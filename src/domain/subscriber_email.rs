@@ -13,8 +13,12 @@ pub struct SubscriberEmail(lettre::Address);
 impl SubscriberEmail {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
-        let invalid =
-            |why: &str| DomainError(format!("{trimmed:?} is not a valid email address: {why}"));
+        let invalid = |why: &str| {
+            DomainError(format!(
+                "{} is not a valid email address: {why}",
+                super::quote_input(trimmed)
+            ))
+        };
         if trimmed.is_empty() {
             return Err(DomainError("the email address is empty".into()));
         }
@@ -24,11 +28,22 @@ impl SubscriberEmail {
         if trimmed.chars().any(|c| {
             c.is_control()
                 || c.is_whitespace()
+                || super::is_invisible(c)
                 || matches!(c, '<' | '>' | ',' | ';' | '"' | '(' | ')')
         }) {
             return Err(invalid("it contains a character not allowed in an address"));
         }
-        let lowered = trimmed.to_lowercase();
+        let (local, domain) = trimmed
+            .rsplit_once('@')
+            .ok_or_else(|| invalid("it has no @"))?;
+        // One spelling per domain: the A-label (xn--) form, which every
+        // relay takes without SMTPUTF8 and which makes `例子.中国` and
+        // `xn--fsqu00a.xn--fiqs8s` the same subscriber.
+        let domain = match url::Host::parse(domain) {
+            Ok(url::Host::Domain(ascii)) => ascii,
+            _ => return Err(invalid("the domain is not a valid domain name")),
+        };
+        let lowered = format!("{}@{domain}", local.to_lowercase());
         let address = lettre::Address::from_str(&lowered).map_err(|e| invalid(&e.to_string()))?;
         if !address.domain().contains('.') {
             return Err(invalid("the domain has no dot"));
@@ -82,5 +97,37 @@ mod tests {
     fn accepts_plus_and_unicode_domains() {
         assert!(SubscriberEmail::parse("alice+news@example.com").is_ok());
         assert!(SubscriberEmail::parse("张三@例子.中国").is_ok());
+    }
+
+    #[test]
+    fn domains_take_their_a_label_form() {
+        let unicode = SubscriberEmail::parse("user@例子.中国").unwrap();
+        assert_eq!(unicode.as_str(), "user@xn--fsqu00a.xn--fiqs8s");
+        let ascii = SubscriberEmail::parse("User@XN--FSQU00A.xn--fiqs8s").unwrap();
+        assert_eq!(unicode, ascii);
+        assert_eq!(
+            SubscriberEmail::parse("张三@例子.中国").unwrap().as_str(),
+            "张三@xn--fsqu00a.xn--fiqs8s"
+        );
+    }
+
+    #[test]
+    fn refuses_invisible_and_replacement_characters() {
+        for bad in [
+            "zw@exa\u{200b}mple.com",
+            "rtl\u{202e}@example.com",
+            "bom\u{feff}@example.com",
+            "lossy\u{fffd}@example.com",
+            "joiner@exam\u{200d}ple.com",
+            "sep\u{2028}@example.com",
+        ] {
+            assert!(SubscriberEmail::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_huge_input_is_quoted_briefly_in_the_error() {
+        let error = SubscriberEmail::parse(&"x".repeat(1_000_000)).unwrap_err();
+        assert!(error.to_string().len() < 200, "{}", error.to_string().len());
     }
 }

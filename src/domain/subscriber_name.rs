@@ -27,6 +27,11 @@ impl SubscriberName {
         if trimmed.chars().any(char::is_control) {
             return Err(DomainError("the name contains a control character".into()));
         }
+        if trimmed.chars().any(super::is_text_direction_or_break) {
+            return Err(DomainError(
+                "the name contains a text-direction control or a line separator".into(),
+            ));
+        }
         Ok(Some(SubscriberName(trimmed.to_string())))
     }
 

@@ -265,3 +265,69 @@ fn export_writes_csv_that_imports_elsewhere() {
     assert_eq!(list[0]["name"], "Gil, \"G\"");
     assert_eq!(list[0]["state"], "active");
 }
+
+#[test]
+fn an_export_neutralises_formulas_and_imports_as_it_was() {
+    let dir = setup();
+    let d = dir.path();
+    let formula = "=HYPERLINK(\"https://evil.example/\",\"click\")";
+    let added = run(
+        d,
+        &[
+            "subscribers",
+            "add",
+            "--name",
+            formula,
+            "--confirmed",
+            "--",
+            "-x@example.com",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let export = run(d, &["subscribers", "export"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let csv = stdout(&export);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let row = reader.records().next().unwrap().unwrap();
+    assert_eq!(&row[0], "'-x@example.com", "{csv}");
+    assert_eq!(&row[1], format!("'{formula}"), "{csv}");
+
+    let other = setup();
+    std::fs::write(other.path().join("list.csv"), &csv).unwrap();
+    let imported = run(
+        other.path(),
+        &["subscribers", "import", "list.csv", "--confirmed"],
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let list = list_json(other.path());
+    assert_eq!(list[0]["email"], "-x@example.com");
+    assert_eq!(list[0]["name"], formula);
+}
+
+#[test]
+fn addresses_and_names_that_hide_or_reorder_text_are_refused() {
+    let dir = setup();
+    let d = dir.path();
+    for address in [
+        "zw@exa\u{200b}mple.com",
+        "rtl\u{202e}@example.com",
+        "lost\u{fffd}@example.com",
+    ] {
+        let output = run(d, &["subscribers", "add", address]);
+        assert_eq!(output.status.code(), Some(1), "{address:?} was accepted");
+    }
+    let output = run(
+        d,
+        &[
+            "subscribers",
+            "add",
+            "a@example.com",
+            "--name",
+            "evil\u{202e}txt.exe",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = run(d, &["subscribers", "add", "user@例子.中国", "--confirmed"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(list_json(d)[0]["email"], "user@xn--fsqu00a.xn--fiqs8s");
+}
