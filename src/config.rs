@@ -198,6 +198,17 @@ pub struct ServerSettings {
     pub subscribe_per_address_per_hour: u32,
     /// Confirmation mails one address may get per hour.
     pub confirmations_per_address_per_hour: u32,
+    /// Seconds a client has to send a request's headers (from when the
+    /// connection opens, or its previous response was sent).
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may stall between two pieces.
+    pub body_timeout_secs: u64,
+    /// Seconds a connection may move no byte before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Seconds requests in flight get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Settings {
@@ -301,6 +312,16 @@ impl Default for ServerSettings {
             subscribe_per_ip_per_minute: 10,
             subscribe_per_address_per_hour: 10,
             confirmations_per_address_per_hour: 3,
+            // Ten seconds is long for a real client's headers and short
+            // for a slow-loris one; the others follow nginx's defaults in
+            // spirit (60 s keep-alive, a minute of stalled body).
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            // Far below the usual 1,024 descriptors, leaving room for the
+            // database, the site's files and SMTP connections.
+            max_connections: 512,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -398,6 +419,17 @@ impl Settings {
                     self.server.listen
                 )
             })?;
+        let server = &self.server;
+        for (key, value) in [
+            ("header_timeout_secs", server.header_timeout_secs),
+            ("body_timeout_secs", server.body_timeout_secs),
+            ("idle_timeout_secs", server.idle_timeout_secs),
+            ("max_connections", server.max_connections as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("[server] {key} must be at least 1");
+            }
+        }
         let send = &self.send;
         for (key, value) in [
             ("concurrency", send.concurrency as u64),

@@ -1,10 +1,10 @@
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::{router, AppState};
 use crate::render::Templates;
@@ -45,21 +45,16 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
         let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
+        let limits = ServerLimits::from_settings(&settings.server);
         let app = router(AppState::new(settings)).merge(subscriber_routes(web));
         println!("serving {} on http://{address}/", output.display());
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP");
+        serve(listener, app, limits, shutdown_signal()).await;
         let _ = stop.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
         }
         store.close().await;
-        served
+        anyhow::Ok(())
     })?;
     println!("stopped");
     success()

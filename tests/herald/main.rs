@@ -9,6 +9,7 @@ mod helpers;
 mod preview;
 mod send;
 mod serve;
+mod server_limits;
 mod smtp_server;
 mod snapshots;
 mod subscribe_web;
