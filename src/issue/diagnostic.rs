@@ -109,10 +109,6 @@ impl<'a> SourceMap<'a> {
     pub fn warning(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
         self.at(offset, Severity::Warning, message)
     }
-
-    pub fn line_start(&self, line: usize) -> usize {
-        self.line_starts[line.saturating_sub(1).min(self.line_starts.len() - 1)]
-    }
 }
 
 /// Characters of a line shown under a diagnostic: enough to see the

@@ -37,6 +37,10 @@ pub struct TextBuilder {
     code: Option<String>,
     /// Open links: their target and where their text starts in `inline`.
     links: Vec<(String, usize)>,
+    /// Open images: inside one, text (even what looks like a tag) is alt text.
+    images: usize,
+    /// The raw HTML of the block being read, turned into text at its end.
+    html_block: String,
 }
 
 impl TextBuilder {
@@ -64,6 +68,10 @@ impl TextBuilder {
             Event::TaskListMarker(done) => {
                 self.inline.push_str(if *done { "[x] " } else { "[ ] " })
             }
+            Event::Html(html) => self.html_block.push_str(html),
+            Event::InlineHtml(html) if self.images > 0 => self.inline.push_str(html),
+            Event::InlineHtml(html) if is_line_break(html) => self.inline.push('\n'),
+            // Other inline tags: their text arrives as Text events.
             _ => {}
         }
     }
@@ -97,7 +105,11 @@ impl TextBuilder {
             Tag::Link { dest_url, .. } => {
                 self.links.push((dest_url.to_string(), self.inline.len()))
             }
-            Tag::Image { .. } => self.inline.push('['),
+            Tag::Image { .. } => {
+                self.images += 1;
+                self.inline.push('[');
+            }
+            Tag::HtmlBlock => self.flush(),
             _ => {}
         }
     }
@@ -136,7 +148,15 @@ impl TextBuilder {
                 }
             }
             TagEnd::Image => {
+                self.images = self.images.saturating_sub(1);
                 self.inline.push(']');
+            }
+            TagEnd::HtmlBlock => {
+                let html = std::mem::take(&mut self.html_block);
+                for line in html_to_text(&html) {
+                    self.inline = line;
+                    self.flush();
+                }
             }
             _ => {}
         }
@@ -166,6 +186,82 @@ impl TextBuilder {
         self.flush();
         self.blocks
     }
+}
+
+fn is_line_break(html: &str) -> bool {
+    let name = html
+        .trim_start_matches('<')
+        .trim_end_matches(['>', '/', ' ']);
+    name.eq_ignore_ascii_case("br")
+}
+
+/// Tags that end a line of text: blocks, rows and breaks.
+const LINE_TAGS: [&str; 20] = [
+    "p",
+    "div",
+    "br",
+    "tr",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "ul",
+    "ol",
+    "blockquote",
+    "pre",
+    "section",
+    "article",
+    "header",
+    "footer",
+];
+
+/// The text of a raw HTML block, one entry per line: what a reader of the
+/// text part should see of a `<div>` or `<table>` written into an issue.
+/// The tags go by ammonia (which drops scripts and styles with their
+/// content); only where lines and cells break is decided here.
+fn html_to_text(html: &str) -> Vec<String> {
+    let mut marked = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        marked.push_str(&rest[..open]);
+        let tag = &rest[open..];
+        let name: String = tag
+            .trim_start_matches(['<', '/'])
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if LINE_TAGS.contains(&name.as_str()) {
+            marked.push('\n');
+        } else if tag.starts_with("</") && matches!(name.as_str(), "td" | "th") {
+            marked.push_str(" | ");
+        }
+        marked.push('<');
+        rest = &tag[1..];
+    }
+    marked.push_str(rest);
+    let text = ammonia::Builder::empty().clean(&marked).to_string();
+    // ammonia escapes text with exactly these entities.
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&");
+    text.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            line.trim_end_matches(" |")
+                .trim_end_matches('|')
+                .trim()
+                .to_string()
+        })
+        .filter(|line| !line.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -216,6 +312,32 @@ mod tests {
                     text: "inner".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn raw_html_blocks_keep_their_text_by_line_and_cell() {
+        let got = blocks(
+            "<div class=\"note\">A <b>boxed</b> note &amp; more</div>\n\n<table><tr><th>Name</th><th>Size</th></tr><tr><td>a</td><td>1</td></tr></table>\n\n<script>alert(1)</script>\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                TextBlock::Paragraph("A boxed note & more".into()),
+                TextBlock::Paragraph("Name | Size".into()),
+                TextBlock::Paragraph("a | 1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn alt_text_keeps_what_looks_like_a_tag() {
+        let got = blocks("![A diagram <with> & special \"alt\" text](https://x.example/i.png)\n");
+        assert_eq!(
+            got,
+            vec![TextBlock::Paragraph(
+                "[A diagram <with> & special \"alt\" text]".into()
+            )]
         );
     }
 

@@ -3,13 +3,12 @@
 //! process can be taken back at once instead of after their lease.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 
 pub struct QueueLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl QueueLock {
@@ -23,15 +22,11 @@ impl QueueLock {
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(QueueLock { _file: file, path })),
+            Ok(()) => Ok(Some(QueueLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("locking {}", path.display()))
             }
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
