@@ -14,6 +14,8 @@ use rss::validation::Validate;
 use serde::Serialize;
 use url::Url;
 
+use super::templates::escape_html;
+
 use crate::config::Settings;
 use crate::issue::Issue;
 
@@ -92,8 +94,10 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
         .iter()
         .map(|entry| {
             let issue = entry.issue;
+            // One dc:creator: feedparser and newsboat keep only the last
+            // of several.
             let dublin_core = rss::extension::dublincore::DublinCoreExtension {
-                creators: issue.authors.clone(),
+                creators: vec![issue.authors.join(", ")],
                 ..Default::default()
             };
             rss::ItemBuilder::default()
@@ -106,7 +110,9 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
                         .build(),
                 ))
                 .pub_date(Some(published(issue).to_rfc2822()))
-                .description(issue.summary.clone())
+                // RSS descriptions are HTML: the plain summary is escaped
+                // once more, or "Tom & Jerry <test>" would lose its "<test>".
+                .description(issue.summary.as_deref().map(escape_html))
                 .content(Some(entry.content_html.to_string()))
                 .dublin_core_ext((!issue.authors.is_empty()).then_some(dublin_core))
                 .build()
@@ -115,7 +121,7 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
     let channel = rss::ChannelBuilder::default()
         .title(site.title.clone())
         .link(site.base_url.to_string())
-        .description(site.description.clone())
+        .description(escape_html(&site.description))
         .language(Some(site.language.clone()))
         .generator(Some(GENERATOR.to_string()))
         .last_build_date((!entries.is_empty()).then(|| updated(entries).to_rfc2822()))
@@ -126,7 +132,30 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
     channel
         .validate()
         .map_err(|e| anyhow::anyhow!("the RSS feed is invalid: {e}"))?;
-    Ok(channel.to_string())
+    Ok(plain_text_references(&channel.to_string()))
+}
+
+/// RSS titles are plain text, but readers disagree on whether `&amp;` and
+/// `&lt;` in them are text or markup; the RSS Best Practices Profile (and
+/// the W3C validator) ask for the numeric references `&#x26;` and `&#x3C;`,
+/// which every reader reads as text. Titles hold no elements, so each
+/// `<title>` is rewritten on its own.
+fn plain_text_references(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(start) = rest.find("<title>") {
+        let (before, from) = rest.split_at(start + "<title>".len());
+        out.push_str(before);
+        let end = from.find("</title>").unwrap_or(from.len());
+        out.push_str(
+            &from[..end]
+                .replace("&amp;", "&#x26;")
+                .replace("&lt;", "&#x3C;"),
+        );
+        rest = &from[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn atom_link(rel: &str, href: &Url, kind: Option<&FeedKind>) -> atom::Link {

@@ -79,7 +79,10 @@ fn build_writes_feeds_that_parse_back_with_every_issue_newest_first() {
     let channel = parse_rss(&ws);
     assert_eq!(channel.title(), settings.site.title);
     assert_eq!(channel.link(), base);
-    assert_eq!(channel.description(), settings.site.description);
+    assert_eq!(
+        channel.description(),
+        escape_html(&settings.site.description)
+    );
     assert_eq!(channel.language(), Some("zh-CN"));
     assert!(channel.generator().unwrap().starts_with("Herald"));
     let self_link = channel.atom_ext().unwrap().links();
@@ -96,7 +99,10 @@ fn build_writes_feeds_that_parse_back_with_every_issue_newest_first() {
         assert!(guid.is_permalink());
         let date = chrono::DateTime::parse_from_rfc2822(item.pub_date().unwrap()).unwrap();
         assert_eq!(date, midnight_utc(issue));
-        assert_eq!(item.description(), issue.summary.as_deref());
+        assert_eq!(
+            item.description(),
+            issue.summary.as_deref().map(escape_html).as_deref()
+        );
         assert_holds_issue(item.content().unwrap(), issue, "rss");
     }
 
@@ -554,4 +560,29 @@ async fn a_failing_hub_is_a_warning_not_a_failed_build() {
 
 fn stdout_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn rss_text_with_markup_characters_reads_as_text_everywhere() {
+    let ws = Workspace::with_examples("");
+    std::fs::write(
+        ws.issues().join("vol-009.md"),
+        "+++\ntitle = \"Tom & Jerry <test> edition\"\nnumber = 9\ndate = 2019-06-01\nsummary = \"Tom & Jerry <test>\"\nauthors = [\"Ann\", \"Bo\"]\n+++\n## S\n\n### [I](https://example.com/)\n\nBody.\n",
+    )
+    .unwrap();
+    let output = ws.build();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let xml = read(&ws, "feed.xml");
+    // The title as the best-practice references, never &amp; or &lt;.
+    assert!(
+        xml.contains("<title>Tom &#x26; Jerry &#x3C;test&gt; edition</title>"),
+        "{xml}"
+    );
+    let channel = parse_rss(&ws);
+    let item = &channel.items()[0];
+    assert_eq!(item.title(), Some("Tom & Jerry <test> edition"));
+    // The description is HTML whose text is the summary, markup and all.
+    assert_eq!(item.description(), Some("Tom &amp; Jerry &lt;test&gt;"));
+    let creators = item.dublin_core_ext().unwrap().creators();
+    assert_eq!(creators, ["Ann, Bo"]);
 }
