@@ -500,7 +500,12 @@ fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
                 _ if single => vendors::notice_diagnostic(&body.notice),
                 _ => String::new(),
             };
-            recipient(address, r.status.clone(), &diagnostic, temporary)
+            let after_data = vendors::says_after_data(&diagnostic)
+                || notice_candidates
+                    .iter()
+                    .any(|c| c.address == address && c.after_data)
+                || (single && vendors::says_after_data(&body.notice));
+            recipient(address, r.status.clone(), &diagnostic, temporary, after_data)
         })
         .collect();
     Some(ParsedReport {
@@ -532,30 +537,33 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
     // X-Failed-Recipients is the MTA's own list; when the notice names
     // other addresses and none of those, the notice (what the reader sees,
     // and what the returned message was addressed to) wins.
-    let mut listed: Vec<(String, String)> = if !failed_and_named.is_empty() {
-        failed_and_named
-            .into_iter()
-            .map(|c| (c.address.clone(), diagnostic_of(c)))
-            .collect()
+    let whole_after_data = vendors::says_after_data(&body.notice);
+    let from_candidate = |c: &vendors::Candidate| {
+        (c.address.clone(), diagnostic_of(c), c.after_data || (lone && whole_after_data))
+    };
+    let mut listed: Vec<(String, String, bool)> = if !failed_and_named.is_empty() {
+        failed_and_named.into_iter().map(from_candidate).collect()
     } else if !candidates.is_empty() {
-        candidates.iter().map(|c| (c.address.clone(), diagnostic_of(c))).collect()
+        candidates.iter().map(from_candidate).collect()
     } else if !envelope.failed_recipients.is_empty() {
         envelope
             .failed_recipients
             .iter()
-            .map(|a| (a.clone(), notice_diagnostic()))
+            .map(|a| (a.clone(), notice_diagnostic(), whole_after_data))
             .collect()
     } else if body.returned.to.len() == 1 {
-        vec![(body.returned.to[0].clone(), notice_diagnostic())]
+        vec![(body.returned.to[0].clone(), notice_diagnostic(), whole_after_data)]
     } else {
-        vec![(String::new(), notice_diagnostic())]
+        vec![(String::new(), notice_diagnostic(), whole_after_data)]
     };
     listed.truncate(MAX_RECIPIENTS);
     ParsedReport {
         kind,
         recipients: listed
             .into_iter()
-            .map(|(address, diagnostic)| recipient(address, None, &diagnostic, temporary))
+            .map(|(address, diagnostic, after_data)| {
+                recipient(address, None, &diagnostic, temporary, after_data)
+            })
             .collect(),
         ..ParsedReport::not_a_report()
     }
@@ -568,7 +576,7 @@ fn from_ses(event: ses::SesEvent) -> ParsedReport {
             recipients: recipients
                 .into_iter()
                 .map(|(address, status, diagnostic)| {
-                    let mut report = recipient(address, status, &diagnostic, false);
+                    let mut report = recipient(address, status, &diagnostic, false, false);
                     if transient {
                         report.class = FailureClass::Soft;
                     }
@@ -588,12 +596,14 @@ fn is_generic(code: &str) -> bool {
 }
 
 /// One recipient's line: the status (given, found in the words, or
-/// derived), hard or soft, and the tidied diagnostic.
+/// derived), hard or soft, and the tidied diagnostic. `after_data`: the
+/// server refused the message after accepting the address.
 fn recipient(
     address: String,
     given_status: Option<String>,
     raw_diagnostic: &str,
     temporary: bool,
+    after_data: bool,
 ) -> RecipientReport {
     let diagnostic = text::tidy(raw_diagnostic);
     let in_words = status::find_enhanced(&diagnostic).map(|f| f.value);
@@ -609,7 +619,12 @@ fn recipient(
         (Some(given), _) => Some(given),
         (None, words) => words,
     };
-    let reason = status::reason(status.as_deref(), &diagnostic);
+    let mut reason = status::reason(status.as_deref(), &diagnostic);
+    if after_data && reason == status::Reason::UserUnknown {
+        // Accepted at RCPT, refused after DATA: a filter, not a dead
+        // mailbox (see vendors::says_after_data).
+        reason = status::Reason::Blocked;
+    }
     let status = status.or_else(|| {
         let smtp_code = status::find_smtp_code(&diagnostic).map(|f| f.value);
         (smtp_code.is_some() || reason != status::Reason::Other)

@@ -112,6 +112,33 @@ pub struct Candidate {
     pub has_code: bool,
     /// 2 with a code, 1 with words that give a reason, 0 with neither.
     pub score: u8,
+    /// The lines around the address say the server refused the message
+    /// after DATA, not the address at RCPT.
+    pub after_data: bool,
+}
+
+/// Whether a notice (or the part of it about one address) says the
+/// refusal came after the DATA command: the server had accepted the
+/// address, so its "user unknown" is a content or per-user filter (Japanese
+/// mobile carriers answer a domain filter this way), not a dead mailbox.
+pub fn says_after_data(text: &str) -> bool {
+    // A Sendmail transcript: the command just before the first refusal.
+    let mut last_command: Option<&str> = None;
+    for line in text.lines().take(MAX_NOTICE_LINES) {
+        let line = line.trim_start();
+        if let Some(command) = line.strip_prefix(">>> ") {
+            last_command = Some(command);
+        } else if let Some(reply) = line.strip_prefix("<<< ") {
+            if reply.starts_with(['4', '5']) {
+                return last_command
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("data"));
+            }
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    ["end of data", "after data", "data command", "smtp command\ndata"]
+        .iter()
+        .any(|p| lower.contains(p))
 }
 
 fn has_code(text: &str) -> bool {
@@ -156,8 +183,10 @@ pub fn candidates(notice: &str, skip: &dyn Fn(&str) -> bool) -> Vec<Candidate> {
             .find(|(i, a)| a != address && *i > *index)
             .map_or(lines.len(), |(i, _)| *i);
         let stop = next.min(index + MAX_CONTEXT_LINES).max(index + 1);
-        let diagnostic = diagnostic_from(&lines[*index..stop.min(lines.len())]);
+        let context = &lines[*index..stop.min(lines.len())];
+        let diagnostic = diagnostic_from(context);
         let candidate = Candidate {
+            after_data: says_after_data(&context.join("\n")),
             has_code: has_code(&diagnostic),
             score: score(&diagnostic),
             address: address.clone(),
@@ -379,6 +408,19 @@ mod tests {
         let skip = |a: &str| a == "postmaster@example.net";
         let got = candidates(text, &skip);
         assert_eq!(got.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["a@example.com"]);
+    }
+
+    #[test]
+    fn refusals_after_data() {
+        for (text, want) in [
+            ("... while talking to mx.:\n>>> DATA\n<<< 550 Unknown user x@example.jp\n", true),
+            (">>> RCPT To:<x@example.jp>\n<<< 550 5.1.1 User unknown\n>>> DATA\n<<< 503 Need RCPT\n", false),
+            ("said: 550 User unknown (in reply to end of DATA command)", true),
+            ("said: 550 User unknown (in reply to RCPT TO command)", false),
+            ("SMTP error from remote mail server after end of data: 550", true),
+        ] {
+            assert_eq!(says_after_data(text), want, "{text:?}");
+        }
     }
 
     #[test]
