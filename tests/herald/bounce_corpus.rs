@@ -37,59 +37,141 @@ const INVENTED: &str = "Sisimai invents this address when a complaint names no r
     herald reports the complaint with an empty address (the returned Message-ID or VERP tag then matches)";
 const DSN_OVER_TEXT: &str = "the DSN's Final-Recipient (neko.example.org) and the human-readable \
     notice (neko.example.com) disagree; herald trusts the machine-readable part";
-const NOT_A_BOUNCE: &str = "a mailing list's \"you are not a member\" reply to a post: no delivery failed";
-const DELAYED_IN_MIXED: &str = "this recipient's Action is `delayed` in a DSN that reports other failures: \
+const NOT_A_BOUNCE: &str =
+    "a mailing list's \"you are not a member\" reply to a post: no delivery failed";
+const DELAYED_IN_MIXED: &str =
+    "this recipient's Action is `delayed` in a DSN that reports other failures: \
     the message is still queued for it, so herald does not count it as failed";
-const AUTO_REPLY: &str = "an RFC 3834 auto-reply (Auto-Submitted: auto-replied) quoting an address: \
+const AUTO_REPLY: &str =
+    "an RFC 3834 auto-reply (Auto-Submitted: auto-replied) quoting an address: \
     Sisimai reads a failure (\"onhold\"), herald an auto-reply, never a failure";
 
 /// Sisimai's recipients herald does not report as failed: (file, address, why).
 const ALLOWED_MISSING: &[(&str, &str, &str)] = &[
-    ("arf-11.eml", "undisclosed-recipient-in-headers@libsisimai.org.invalid", INVENTED),
-    ("lhost-domino-03.eml", "kijitora@neko.example.com", DSN_OVER_TEXT),
+    (
+        "arf-11.eml",
+        "undisclosed-recipient-in-headers@libsisimai.org.invalid",
+        INVENTED,
+    ),
+    (
+        "lhost-domino-03.eml",
+        "kijitora@neko.example.com",
+        DSN_OVER_TEXT,
+    ),
     ("lhost-fml-02.eml", "neko-nyaan@example.org", NOT_A_BOUNCE),
-    ("rfc3464-35.eml", "sabatora@cat.example.net", DELAYED_IN_MIXED),
+    (
+        "rfc3464-35.eml",
+        "sabatora@cat.example.net",
+        DELAYED_IN_MIXED,
+    ),
     ("rfc3834-05.eml", "karl@hanz.de", AUTO_REPLY),
 ];
 
-const USER_UNKNOWN: &str = "the server says the mailbox does not exist (user unknown, no such user, \
+const USER_UNKNOWN: &str =
+    "the server says the mailbox does not exist (user unknown, no such user, \
     does not exist) and nothing says it refused after DATA; Sisimai files it as soft ('filtered', \
     'mailererror', even 'mailboxfull') from per-vendor knowledge. Herald: a mailbox the receiving \
     server says does not exist is a hard bounce";
-const DISABLED: &str = "a disabled, suspended, inactive or frozen mailbox (X.2.1): Sisimai's 'suspend' \
+const DISABLED: &str =
+    "a disabled, suspended, inactive or frozen mailbox (X.2.1): Sisimai's 'suspend' \
     is soft; herald calls it hard, as issue 8 asks: a mailbox its provider switched off does not \
     come back for a newsletter, and soft counting would mail it N more times";
 const TEMPORARY: &str = "a 4.x.x status is temporary by definition (RFC 3463); Sisimai calls this \
     450 4.1.1 hard from the words";
-const SENDER_BLOCKED: &str = "the reply is about the sender (\"MailFrom domain is listed in Spamhaus\"); \
+const SENDER_BLOCKED: &str =
+    "the reply is about the sender (\"MailFrom domain is listed in Spamhaus\"); \
     Sisimai reads its 5.1.0 as user unknown. A block on our side says nothing about the subscriber";
 
 /// Where herald gives another hard/soft class than Sisimai on purpose:
 /// (file, address, why).
 const ALLOWED_CLASS: &[(&str, &str, &str)] = &[
-    ("lhost-apachejames-01.eml", "000000000000@vtext.example.com", USER_UNKNOWN),
-    ("lhost-mailfoundry-01.eml", "kijitora@example.org", USER_UNKNOWN),
-    ("lhost-messagingserver-03.eml", "sabineko@example.org", USER_UNKNOWN),
-    ("lhost-messagingserver-03.eml", "mikeneko@example.org", USER_UNKNOWN),
-    ("lhost-mxlogic-03.eml", "kijitora@example.co.jp", USER_UNKNOWN),
-    ("lhost-postfix-01.eml", "r@p351355.pool.example.ne.jp", USER_UNKNOWN),
-    ("lhost-postfix-07.eml", "kijitora@user.example.or.jp", USER_UNKNOWN),
-    ("lhost-receivingses-01.eml", "userunknown@neko.example.jp", USER_UNKNOWN),
-    ("lhost-sendmail-48.eml", "pseudo-local-part-kijitora-nyaan@sfr.fr", USER_UNKNOWN),
-    ("lhost-surfcontrol-01.eml", "kijitora@example.com", USER_UNKNOWN),
+    (
+        "lhost-apachejames-01.eml",
+        "000000000000@vtext.example.com",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-mailfoundry-01.eml",
+        "kijitora@example.org",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-messagingserver-03.eml",
+        "sabineko@example.org",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-messagingserver-03.eml",
+        "mikeneko@example.org",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-mxlogic-03.eml",
+        "kijitora@example.co.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-postfix-01.eml",
+        "r@p351355.pool.example.ne.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-postfix-07.eml",
+        "kijitora@user.example.or.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-receivingses-01.eml",
+        "userunknown@neko.example.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-sendmail-48.eml",
+        "pseudo-local-part-kijitora-nyaan@sfr.fr",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-surfcontrol-01.eml",
+        "kijitora@example.com",
+        USER_UNKNOWN,
+    ),
     ("lhost-x1-01.eml", "kijitora@example.co.jp", USER_UNKNOWN),
     ("lhost-x1-03.eml", "kijitora@example.org", USER_UNKNOWN),
     ("lhost-x2-01.eml", "kijitora@example.co.jp", USER_UNKNOWN),
     ("lhost-zoho-03.eml", "shironeko@example.org", USER_UNKNOWN),
-    ("rfc3464-01.eml", "userunknown@bouncehammer.jp", USER_UNKNOWN),
-    ("rfc3464-35.eml", "mikeneko@neko.example.or.jp", USER_UNKNOWN),
+    (
+        "rfc3464-01.eml",
+        "userunknown@bouncehammer.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "rfc3464-35.eml",
+        "mikeneko@neko.example.or.jp",
+        USER_UNKNOWN,
+    ),
     ("rfc3464-42.eml", "jane.doe@some-domain.net", USER_UNKNOWN),
-    ("rfc3464-57.eml", "otsu-sakaba-hunter-neko-nyaaaaaaan@ezweb.ne.jp", USER_UNKNOWN),
-    ("lhost-amazonses-20.eml", "kijitora@google.example.com", DISABLED),
-    ("lhost-ezweb-03.eml", "this-local-part-does-not-exist-on-the-site@ezweb.ne.jp", DISABLED),
+    (
+        "rfc3464-57.eml",
+        "otsu-sakaba-hunter-neko-nyaaaaaaan@ezweb.ne.jp",
+        USER_UNKNOWN,
+    ),
+    (
+        "lhost-amazonses-20.eml",
+        "kijitora@google.example.com",
+        DISABLED,
+    ),
+    (
+        "lhost-ezweb-03.eml",
+        "this-local-part-does-not-exist-on-the-site@ezweb.ne.jp",
+        DISABLED,
+    ),
     ("lhost-postfix-52.eml", "kijitora@example.co.jp", DISABLED),
     ("rhost-google-01.eml", "shironeko@example.ne.jp", DISABLED),
-    ("rhost-google-07.eml", "kijitora-cat@google.example.com", DISABLED),
+    (
+        "rhost-google-07.eml",
+        "kijitora-cat@google.example.com",
+        DISABLED,
+    ),
     ("rhost-iua-01.eml", "neko@email.example.ua", DISABLED),
     ("lhost-postfix-05.eml", "kijitora@example.org", TEMPORARY),
     ("lhost-postfix-80.eml", "xxxx@xxxx.com", SENDER_BLOCKED),
@@ -107,11 +189,14 @@ const ALLOWED_KIND: &[(&str, &str)] = &[(
 #[test]
 fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
     let dir = corpus_dir();
-    let expected: BTreeMap<String, Vec<SisimaiReading>> = serde_json::from_slice(
-        &std::fs::read(dir.join("expected.json")).expect("expected.json"),
-    )
-    .expect("expected.json parses");
-    assert!(expected.len() >= 300, "only {} files in expected.json", expected.len());
+    let expected: BTreeMap<String, Vec<SisimaiReading>> =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("expected.json"))
+            .expect("expected.json parses");
+    assert!(
+        expected.len() >= 300,
+        "only {} files in expected.json",
+        expected.len()
+    );
 
     let (mut listed, mut found, mut comparable, mut same_class) = (0, 0, 0, 0);
     let mut missing = Vec::new();
@@ -120,14 +205,21 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
         let raw = std::fs::read(dir.join("corpus").join(file)).expect("corpus file");
         let report = parse(&raw);
         if file.starts_with("arf-") {
-            assert_eq!(report.kind, ReportKind::Complaint, "{file} is a complaint: {report:#?}");
+            assert_eq!(
+                report.kind,
+                ReportKind::Complaint,
+                "{file} is a complaint: {report:#?}"
+            );
         }
         if file.starts_with("rfc3834-") {
             assert_eq!(report.kind, ReportKind::AutoReply, "{file}: {report:#?}");
         }
         for reading in readings {
             let address = reading.recipient.to_lowercase();
-            if ALLOWED_MISSING.iter().any(|(f, a, _)| f == file && *a == address) {
+            if ALLOWED_MISSING
+                .iter()
+                .any(|(f, a, _)| f == file && *a == address)
+            {
                 continue;
             }
             listed += 1;
@@ -142,11 +234,17 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
                 || (expected_kind == ReportKind::Bounce && report.kind == ReportKind::Delay)
                 || ALLOWED_KIND.iter().any(|(f, _)| f == file);
             let Some(ours) = report.recipients.iter().find(|r| r.address == address) else {
-                missing.push(format!("{file}: {address} ({}) not in {report:?}", reading.reason));
+                missing.push(format!(
+                    "{file}: {address} ({}) not in {report:?}",
+                    reading.reason
+                ));
                 continue;
             };
             if !kind_ok {
-                missing.push(format!("{file}: {address} read as {:?}, not {expected_kind:?}", report.kind));
+                missing.push(format!(
+                    "{file}: {address} read as {:?}, not {expected_kind:?}",
+                    report.kind
+                ));
                 continue;
             }
             found += 1;
@@ -154,9 +252,15 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
                 continue;
             }
             comparable += 1;
-            let theirs = if reading.soft == 1 { FailureClass::Soft } else { FailureClass::Hard };
+            let theirs = if reading.soft == 1 {
+                FailureClass::Soft
+            } else {
+                FailureClass::Hard
+            };
             if ours.class == theirs
-                || ALLOWED_CLASS.iter().any(|(f, a, _)| f == file && *a == address)
+                || ALLOWED_CLASS
+                    .iter()
+                    .any(|(f, a, _)| f == file && *a == address)
             {
                 same_class += 1;
             } else {
@@ -197,7 +301,10 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
         std::fs::read_dir(dir.join("corpus"))
             .expect("corpus/")
             .map(|e| e.expect("entry").path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rfc3834-"))),
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("rfc3834-"))
+            }),
     );
     assert!(files.len() >= 4, "{files:?}");
     for path in files {
@@ -214,7 +321,8 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
 /// from the first megabyte, fast, and the binary never holds the file.
 #[test]
 fn a_fifty_megabyte_report_is_parsed_quickly_in_bounded_memory() {
-    let mut raw = std::fs::read(repo_path("tests/fixtures/bounces/postfix-dsn.eml")).expect("fixture");
+    let mut raw =
+        std::fs::read(repo_path("tests/fixtures/bounces/postfix-dsn.eml")).expect("fixture");
     let end = raw
         .windows(2)
         .rposition(|w| w == b"--")
@@ -261,11 +369,22 @@ fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
     let missing_arg = missing.to_string_lossy().into_owned();
     let vacation_arg = vacation.to_string_lossy().into_owned();
     let output = herald(
-        &["bounces", "parse", "--json", &dsn_arg, &missing_arg, &vacation_arg],
+        &[
+            "bounces",
+            "parse",
+            "--json",
+            &dsn_arg,
+            &missing_arg,
+            &vacation_arg,
+        ],
         &fixtures,
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no-such-file.eml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no-such-file.eml"),
+        "{}",
+        stderr(&output)
+    );
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -283,6 +402,12 @@ fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
     let output = herald(&["bounces", "parse", &dsn_arg], &fixtures);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.lines().next().is_some_and(|l| l.starts_with("FILE")), "{table}");
-    assert!(table.contains("ghost@example.org") && table.contains("5.1.1") && table.contains("hard"), "{table}");
+    assert!(
+        table.lines().next().is_some_and(|l| l.starts_with("FILE")),
+        "{table}"
+    );
+    assert!(
+        table.contains("ghost@example.org") && table.contains("5.1.1") && table.contains("hard"),
+        "{table}"
+    );
 }

@@ -70,7 +70,11 @@ fn parse_at_depth(raw: &[u8], depth: usize) -> ParsedReport {
     let body = Body::read(&message);
     let mut report = decide(&envelope, &body);
     if depth < MAX_DEPTH && says_little(&report) {
-        if let Some(inner) = body.returned_raw.as_deref().map(|r| parse_at_depth(r, depth + 1)) {
+        if let Some(inner) = body
+            .returned_raw
+            .as_deref()
+            .map(|r| parse_at_depth(r, depth + 1))
+        {
             if matches!(inner.kind, ReportKind::Bounce | ReportKind::Delay)
                 && inner.recipients.iter().any(|r| !r.address.is_empty())
             {
@@ -94,7 +98,8 @@ fn parse_at_depth(raw: &[u8], depth: usize) -> ParsedReport {
 /// be the real bounce, forwarded.
 fn says_little(report: &ParsedReport) -> bool {
     let no_code = |r: &RecipientReport| {
-        status::find_enhanced(&r.diagnostic).is_none() && status::find_smtp_code(&r.diagnostic).is_none()
+        status::find_enhanced(&r.diagnostic).is_none()
+            && status::find_smtp_code(&r.diagnostic).is_none()
     };
     report.kind == ReportKind::None
         || (report.kind == ReportKind::Bounce && report.recipients.iter().all(no_code))
@@ -175,16 +180,23 @@ impl Envelope {
             match name.as_str() {
                 "delivered-to" | "x-original-to" | "envelope-to" | "x-envelope-to" | "to" => {
                     let found = text::find_addresses(&header_text(value));
-                    push_unique(&mut envelope.addressed_to, found.into_iter().map(|a| a.address));
+                    push_unique(
+                        &mut envelope.addressed_to,
+                        found.into_iter().map(|a| a.address),
+                    );
                 }
                 "x-failed-recipients" => {
                     let found = text::find_addresses(&header_text(value));
-                    push_unique(&mut envelope.failed_recipients, found.into_iter().map(|a| a.address));
+                    push_unique(
+                        &mut envelope.failed_recipients,
+                        found.into_iter().map(|a| a.address),
+                    );
                 }
                 "auto-submitted" => envelope.auto_submitted = Some(header_text(value)),
                 "precedence" => envelope.precedence = Some(header_text(value)),
                 "x-apple-unsubscribe" => {
-                    envelope.apple_unsubscribe = header_text(value).trim().eq_ignore_ascii_case("true")
+                    envelope.apple_unsubscribe =
+                        header_text(value).trim().eq_ignore_ascii_case("true")
                 }
                 _ if autoreply::is_responder_header(&name) => envelope.has_responder_header = true,
                 _ => {}
@@ -229,7 +241,9 @@ impl Returned {
             return;
         }
         self.found = true;
-        self.message_id = message.message_id().and_then(|id| first_id(&HeaderValue::Text(id.into())));
+        self.message_id = message
+            .message_id()
+            .and_then(|id| first_id(&HeaderValue::Text(id.into())));
         for address in [message.to(), message.cc()].into_iter().flatten() {
             push_unique(&mut self.to, addresses(address));
         }
@@ -311,7 +325,8 @@ impl Body {
                 ("message", "rfc822" | "global", _) => body.returned.read_headers(part.contents()),
                 (_, _, PartType::Text(text)) => body.add_text(
                     text,
-                    part.content_disposition().is_some_and(|d| d.is_attachment()),
+                    part.content_disposition()
+                        .is_some_and(|d| d.is_attachment()),
                 ),
                 (_, _, PartType::Html(text)) if html.is_none() => {
                     html = Some(text::prefix(text, MAX_TEXT).to_string());
@@ -354,8 +369,12 @@ impl Body {
                 }
             }
         }
-        if text::prefix(notice, 16 * 1024).to_ascii_lowercase().contains("final-recipient:") {
-            self.inline_dsn.extend(dsn::recipients(notice, MAX_FIELD_LINES));
+        if text::prefix(notice, 16 * 1024)
+            .to_ascii_lowercase()
+            .contains("final-recipient:")
+        {
+            self.inline_dsn
+                .extend(dsn::recipients(notice, MAX_FIELD_LINES));
         }
         self.notice.push_str(notice);
         self.notice.push('\n');
@@ -377,7 +396,11 @@ fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
     if let Some(event) = ses::read(&body.notice) {
         return from_ses(event);
     }
-    let dsn = if body.dsn.is_empty() { &body.inline_dsn } else { &body.dsn };
+    let dsn = if body.dsn.is_empty() {
+        &body.inline_dsn
+    } else {
+        &body.dsn
+    };
     if let Some(report) = from_dsn(dsn, body) {
         return report;
     }
@@ -395,7 +418,9 @@ fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
     let auto_reply = autoreply::is_auto_reply(&envelope.auto_reply_headers());
     let notice_says_bounce = vendors::notice_says_bounce(&notice);
     let coded_address = || {
-        vendors::candidates(&body.notice, &|a| envelope.is_own(a, body)).iter().any(|c| c.has_code)
+        vendors::candidates(&body.notice, &|a| envelope.is_own(a, body))
+            .iter()
+            .any(|c| c.has_code)
     };
     if (header_says_bounce
         && (notice_says_bounce || body.returned.found || from_system || coded_address()))
@@ -437,11 +462,17 @@ fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
         // Apple Mail's "Unsubscribe" button mails the List-Unsubscribe
         // address from the subscriber's own address: the subscriber asks
         // never to be mailed again, which is what a complaint does.
-        (Some("unsubscribe".to_string()), envelope.from.iter().cloned().collect())
+        (
+            Some("unsubscribe".to_string()),
+            envelope.from.iter().cloned().collect(),
+        )
     } else {
         return None;
     };
-    Some(complaint_report(feedback_type, std::mem::take(&mut recipients)))
+    Some(complaint_report(
+        feedback_type,
+        std::mem::take(&mut recipients),
+    ))
 }
 
 fn complaint_report(feedback_type: Option<String>, mut recipients: Vec<String>) -> ParsedReport {
@@ -505,7 +536,13 @@ fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
                     .iter()
                     .any(|c| c.address == address && c.after_data)
                 || (single && vendors::says_after_data(&body.notice));
-            recipient(address, r.status.clone(), &diagnostic, temporary, after_data)
+            recipient(
+                address,
+                r.status.clone(),
+                &diagnostic,
+                temporary,
+                after_data,
+            )
         })
         .collect();
     Some(ParsedReport {
@@ -525,7 +562,11 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
     let diagnostic_of = |c: &vendors::Candidate| {
         if c.diagnostic.trim().is_empty() || (lone && !c.has_code) {
             let whole = notice_diagnostic();
-            if whole.trim().is_empty() { c.diagnostic.clone() } else { format!("{} {whole}", c.diagnostic) }
+            if whole.trim().is_empty() {
+                c.diagnostic.clone()
+            } else {
+                format!("{} {whole}", c.diagnostic)
+            }
         } else {
             c.diagnostic.clone()
         }
@@ -539,7 +580,11 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
     // and what the returned message was addressed to) wins.
     let whole_after_data = vendors::says_after_data(&body.notice);
     let from_candidate = |c: &vendors::Candidate| {
-        (c.address.clone(), diagnostic_of(c), c.after_data || (lone && whole_after_data))
+        (
+            c.address.clone(),
+            diagnostic_of(c),
+            c.after_data || (lone && whole_after_data),
+        )
     };
     let mut listed: Vec<(String, String, bool)> = if !failed_and_named.is_empty() {
         failed_and_named.into_iter().map(from_candidate).collect()
@@ -552,7 +597,11 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
             .map(|a| (a.clone(), notice_diagnostic(), whole_after_data))
             .collect()
     } else if body.returned.to.len() == 1 {
-        vec![(body.returned.to[0].clone(), notice_diagnostic(), whole_after_data)]
+        vec![(
+            body.returned.to[0].clone(),
+            notice_diagnostic(),
+            whole_after_data,
+        )]
     } else {
         vec![(String::new(), notice_diagnostic(), whole_after_data)]
     };
@@ -571,7 +620,10 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
 
 fn from_ses(event: ses::SesEvent) -> ParsedReport {
     match event {
-        ses::SesEvent::Bounce { transient, recipients } => ParsedReport {
+        ses::SesEvent::Bounce {
+            transient,
+            recipients,
+        } => ParsedReport {
             kind: ReportKind::Bounce,
             recipients: recipients
                 .into_iter()
@@ -585,7 +637,10 @@ fn from_ses(event: ses::SesEvent) -> ParsedReport {
                 .collect(),
             ..ParsedReport::not_a_report()
         },
-        ses::SesEvent::Complaint { feedback_type, recipients } => complaint_report(feedback_type, recipients),
+        ses::SesEvent::Complaint {
+            feedback_type,
+            recipients,
+        } => complaint_report(feedback_type, recipients),
     }
 }
 
@@ -609,10 +664,11 @@ fn recipient(
     let in_words = status::find_enhanced(&diagnostic).map(|f| f.value);
     // The remote server's own code is more precise than the reporting
     // MTA's summary (a DSN's 5.0.0, or 5.1.1 for a reply that said 5.7.1
-    // blacklisted), as long as both agree on temporary or permanent.
+    // blacklisted), as long as both agree on temporary or permanent and
+    // the server's is not vaguer than the summary.
     let status = match (given_status, in_words) {
         (Some(given), Some(words))
-            if given.get(..1) == words.get(..1) && !(is_generic(&words) && !is_generic(&given)) =>
+            if given.get(..1) == words.get(..1) && (is_generic(&given) || !is_generic(&words)) =>
         {
             Some(words)
         }
@@ -669,7 +725,8 @@ mod tests {
             kind: ReportKind::Bounce,
             recipients: &[("ghost@example.org", Some("5.1.1"), Hard)],
             original_message_id: Some("issue-12.d42@herald.example"),
-            diagnostic_contains: "Recipient address rejected: User unknown in virtual mailbox table",
+            diagnostic_contains:
+                "Recipient address rejected: User unknown in virtual mailbox table",
         },
         Case {
             file: "exim.eml",
@@ -794,11 +851,19 @@ mod tests {
             Content-Type: multipart/mixed; boundary=b\n\n"
             .to_vec();
         for i in 0..20_000 {
-            many_parts.extend_from_slice(format!("--b\n\nuser{i}@example.com: 550 5.1.1 unknown\n").as_bytes());
+            many_parts.extend_from_slice(
+                format!("--b\n\nuser{i}@example.com: 550 5.1.1 unknown\n").as_bytes(),
+            );
         }
         let mut nested = b"Content-Type: multipart/mixed; boundary=a0\n\n".to_vec();
         for depth in 1..5_000 {
-            nested.extend_from_slice(format!("--a{}\nContent-Type: multipart/mixed; boundary=a{depth}\n\n", depth - 1).as_bytes());
+            nested.extend_from_slice(
+                format!(
+                    "--a{}\nContent-Type: multipart/mixed; boundary=a{depth}\n\n",
+                    depth - 1
+                )
+                .as_bytes(),
+            );
         }
         let mut endless = b"From: MAILER-DAEMON@x.example\nSubject: failure notice\n\n".to_vec();
         endless.extend(std::iter::repeat_n(b'x', 5_000_000));
@@ -806,9 +871,16 @@ mod tests {
         for raw in [many_parts, nested, endless] {
             let started = std::time::Instant::now();
             let report = parse(&raw);
-            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
             assert!(report.recipients.len() <= MAX_RECIPIENTS);
-            assert!(report.recipients.iter().all(|r| r.diagnostic.chars().count() <= text::DIAGNOSTIC_CAP));
+            assert!(report
+                .recipients
+                .iter()
+                .all(|r| r.diagnostic.chars().count() <= text::DIAGNOSTIC_CAP));
         }
     }
 }

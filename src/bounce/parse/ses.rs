@@ -45,7 +45,8 @@ pub fn read(notice: &str) -> Option<SesEvent> {
         return None;
     }
     let event = event(notice)?;
-    let kind = text_field(&event, "notificationType").or_else(|| text_field(&event, "eventType"))?;
+    let kind =
+        text_field(&event, "notificationType").or_else(|| text_field(&event, "eventType"))?;
     match kind {
         "Bounce" => {
             let bounce = event.get("bounce")?;
@@ -78,7 +79,8 @@ pub fn read(notice: &str) -> Option<SesEvent> {
                 .filter_map(|r| first_address(text_field(r, "emailAddress")?))
                 .collect();
             Some(SesEvent::Complaint {
-                feedback_type: text_field(complaint, "complaintFeedbackType").map(str::to_ascii_lowercase),
+                feedback_type: text_field(complaint, "complaintFeedbackType")
+                    .map(str::to_ascii_lowercase),
                 recipients,
             })
         }
@@ -99,7 +101,11 @@ mod tests {
                 read(&text),
                 Some(SesEvent::Bounce {
                     transient: false,
-                    recipients: vec![("a@example.com".into(), Some("5.1.1".into()), "550 5.1.1 user unknown".into())],
+                    recipients: vec![(
+                        "a@example.com".into(),
+                        Some("5.1.1".into()),
+                        "550 5.1.1 user unknown".into()
+                    )],
                 })
             );
         }
