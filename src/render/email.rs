@@ -114,7 +114,7 @@ pub fn render_email(
                     .iter()
                     .map(|item| ItemView {
                         title: &item.title,
-                        text_title: wrap_text(&item.title, TEXT_WIDTH - 4, "", "    "),
+                        text_title: wrap_text(&item.title, TEXT_WIDTH - 4, "", ""),
                         url: item.url.as_ref().map(|u| u.as_str()),
                         body_html: &item.body.html,
                         body_text: text_of(&item.body),
