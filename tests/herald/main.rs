@@ -13,6 +13,7 @@ mod serve;
 mod server_limits;
 mod smtp_server;
 mod snapshots;
+mod spamassassin;
 mod subscribe_web;
 mod subscriber_app;
 mod subscribers_cli;
