@@ -153,6 +153,9 @@ pub struct SmtpSettings {
     pub url: String,
     pub username: Option<String>,
     pub timeout_secs: u64,
+    /// The name given in EHLO. Unset: the machine's name when it is fully
+    /// qualified, else the From address's domain.
+    pub helo_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +274,7 @@ impl Default for SmtpSettings {
             url: "file://outbox".into(),
             username: None,
             timeout_secs: 30,
+            helo_name: None,
         }
     }
 }
@@ -410,6 +414,11 @@ impl Settings {
             parse_address(return_path, "[bounces] return_path")?;
         }
         validate_smtp_url(&self.smtp.url)?;
+        if let Some(name) = &self.smtp.helo_name {
+            if url::Host::parse(name).is_err() || name.is_empty() || !name.is_ascii() {
+                anyhow::bail!("[smtp] helo_name = {name:?} is not a host name");
+            }
+        }
         self.server
             .listen
             .parse::<std::net::SocketAddr>()
@@ -491,6 +500,24 @@ impl Settings {
     }
     pub fn database_path(&self) -> PathBuf {
         self.resolve(&self.paths.database)
+    }
+
+    /// The name Herald greets SMTP servers with: `[smtp] helo_name`, else
+    /// `machine` (the host's own name) when it is fully qualified, else the
+    /// domain of `[mail] from`. Strict servers refuse, and spam filters
+    /// score, a bare name such as `vm`.
+    pub fn helo_name(&self, machine: &str) -> String {
+        if let Some(name) = &self.smtp.helo_name {
+            return name.clone();
+        }
+        if machine.contains('.') && !machine.ends_with(".localdomain") {
+            return machine.to_string();
+        }
+        self.mail
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map(|from| from.email.domain().to_string())
+            .unwrap_or_else(|_| machine.to_string())
     }
 
     /// The permanent web page of an issue; the email's "view in browser"
@@ -688,6 +715,17 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "config.example.toml lacks {missing:?}");
+    }
+
+    #[test]
+    fn the_greeting_is_a_fully_qualified_name() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.helo_name("vm"), "example.com");
+        assert_eq!(settings.helo_name("mx1.example.org"), "mx1.example.org");
+        assert_eq!(settings.helo_name("box.localdomain"), "example.com");
+        settings.smtp.helo_name = Some("mail.news.example".into());
+        assert_eq!(settings.helo_name("vm"), "mail.news.example");
+        assert!(Settings::parse("[smtp]\nhelo_name = \"bad name\"\n").is_err());
     }
 
     #[test]

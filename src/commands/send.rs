@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use lettre::transport::smtp::extension::ClientId;
 use sha2::{Digest, Sha256};
 
 use super::check::load_one;
@@ -56,13 +57,18 @@ pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTranspo
     let shown = crate::config::redact_url(url);
     let parsed =
         url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
-    let target = SmtpTarget::from_url(
+    let mut target = SmtpTarget::from_url(
         &parsed,
         settings.smtp.username.as_deref(),
         settings.smtp_password.as_ref(),
         Duration::from_secs(settings.smtp.timeout_secs.max(1)),
     )
     .map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
+    let machine = match ClientId::default() {
+        ClientId::Domain(name) => name,
+        _ => String::new(),
+    };
+    target.hello = ClientId::Domain(settings.helo_name(&machine));
     Ok(AnyTransport::Smtp(Arc::new(target)))
 }
 
