@@ -530,6 +530,17 @@ fn a_hard_bounce_through_the_pipe_marks_bounced_with_the_reason_once() {
         )
     );
     assert_eq!(setup.subscriber(&address(0)).0, "active");
+    // Matched by the tag in $ORIGINAL_RECIPIENT, before the Message-ID.
+    let listed = setup.herald(&["bounces", "list", "--json"], b"");
+    let report: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["recipients"][0]["matched_by"], "verp", "{report}");
+    assert_eq!(report["recipients"][0]["delivery_id"], verp_id);
 
     // The same message again: recorded before, nothing changes.
     let again = setup.herald(&["bounces", "process", "--recipient", &copy.from], &bounce);
@@ -870,7 +881,7 @@ fn import_reads_maildirs_mbox_files_and_single_messages() {
     std::fs::write(
         &eml,
         dsn(
-            &"stranger@elsewhere.example".to_string(),
+            "stranger@elsewhere.example",
             "5.1.1",
             "failed",
             "x@y",
