@@ -959,3 +959,22 @@ fn status_shows_rates_and_warns_past_the_providers_levels() {
     );
     assert!(stdout.contains("1 (10.00%)"), "{stdout}");
 }
+
+#[test]
+fn process_keeps_the_message_queued_when_the_config_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[bounces]\nreturn_path = \"bounces+x@example.com\"\n",
+    )
+    .unwrap();
+    let output = run_herald(
+        &config,
+        &["bounces", "process"],
+        b"Subject: hi\r\n\r\nhello\r\n",
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(75), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[bounces] return_path"));
+}
