@@ -520,14 +520,27 @@ async fn apply(
     };
     let count = u32::try_from(soft_after).unwrap_or(u32::MAX);
     let verdict = decide(kind, recipient.class, count, policy);
+    // The same delivery reported again is counted and noted once.
+    let repeated = soft_after == soft_before;
     let detail = describe(recipient, report_id);
+    update_subscriber(tx, subscriber_id, verdict, repeated, &detail, now).await
+}
+
+/// What a verdict does to the subscriber, and the line it adds to their
+/// history. Nothing is written when nothing changed, so a report recorded
+/// again leaves the history as it was.
+async fn update_subscriber(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    verdict: Verdict,
+    repeated_soft_bounce: bool,
+    detail: &str,
+    now: Millis,
+) -> Result<(), RecordError> {
     let (changed, state, reason) = match verdict {
         Verdict::Nothing => return Ok(()),
+        Verdict::SoftBounceCounted { .. } if repeated_soft_bounce => return Ok(()),
         Verdict::SoftBounceCounted { count, limit } => {
-            // The same delivery reported again: already counted and noted.
-            if soft_after == soft_before {
-                return Ok(());
-            }
             let Some(subscriber) = subscribers::find_subscriber_by_id(tx, subscriber_id).await?
             else {
                 return Ok(());
