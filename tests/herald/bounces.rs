@@ -991,3 +991,35 @@ fn process_keeps_the_message_queued_when_the_config_is_broken() {
     assert_eq!(output.status.code(), Some(75), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("[bounces] return_path"));
 }
+
+#[test]
+fn raw_messages_are_emptied_after_keep_days_and_the_rest_stays() {
+    let setup = Setup::new(1, "keep_days = 90");
+    let report = || {
+        failure(
+            ReportKind::Delay,
+            &address(0),
+            "4.4.7",
+            FailureClass::Soft,
+            None,
+        )
+    };
+    let now = now_millis();
+    let old = setup.record_at(report(), None, b"an old delay notice", now - 91 * DAY);
+    let recent = setup.record_at(report(), None, b"a recent one", now - 89 * DAY);
+    setup.record_at(report(), None, b"today's", now);
+    let kept: Vec<(i64, Option<Vec<u8>>, String)> = block_on(async {
+        let store = setup.open().await;
+        let rows = sqlx::query_as("SELECT id, raw, parsed FROM bounce_reports ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        rows
+    });
+    assert_eq!(kept[0].0, old.report_id);
+    assert_eq!(kept[0].1, None, "past keep_days: emptied");
+    assert!(kept[0].2.contains("4.4.7"), "the parse result stays");
+    assert_eq!(kept[1].0, recent.report_id);
+    assert_eq!(kept[1].1.as_deref(), Some(&b"a recent one"[..]));
+}
