@@ -1023,3 +1023,71 @@ fn raw_messages_are_emptied_after_keep_days_and_the_rest_stays() {
     assert_eq!(kept[1].0, recent.report_id);
     assert_eq!(kept[1].1.as_deref(), Some(&b"a recent one"[..]));
 }
+
+#[test]
+fn a_bounced_confirmation_is_found_by_its_message_id() {
+    use herald::render::Templates;
+    use herald::store::deliveries::Queue;
+    use herald::subscription::{SubscribeRequest, SubscriberMail, Subscriptions};
+
+    let setup = Setup::new(0, "");
+    let settings = Arc::new(setup.settings.clone());
+    let subscriptions =
+        Arc::new(Subscriptions::new(settings.clone(), &Templates::builtin()).unwrap());
+    let newcomer = "typo@example.org";
+    block_on(async {
+        let store = setup.open().await;
+        let email = SubscriberEmail::parse(newcomer).unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        let request = SubscribeRequest {
+            email: &email,
+            name: None,
+            source: subscribers::Source::Form,
+            consent: None,
+            confirmed: false,
+        };
+        subscriptions
+            .subscribe(&mut tx, &request, now_millis())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let source = herald::send::worker::MessageSource::Transactional {
+            from: "newsletter@example.com".parse().unwrap(),
+            mail: Some(Arc::new(SubscriberMail::new(
+                store.clone(),
+                subscriptions.clone(),
+            ))),
+        };
+        let transport = herald::commands::send::transport_from_settings(&setup.settings).unwrap();
+        let mut connection = None;
+        herald::send::worker::send_next_batch(
+            &store,
+            &transport,
+            &mut connection,
+            &source,
+            Queue::Transactional,
+            &herald::send::worker::SendOptions::from_settings(&setup.settings.send),
+            &herald::send::worker::Counters::default(),
+        )
+        .await
+        .unwrap();
+        store.close().await;
+    });
+    let confirmation = setup.mail_to(newcomer).remove(0);
+    // The body names no address (mangled); the returned Message-ID does.
+    let report = ParsedReport {
+        kind: ReportKind::Bounce,
+        recipients: vec![RecipientReport {
+            address: String::new(),
+            status: Some("5.1.1".into()),
+            class: FailureClass::Hard,
+            diagnostic: "no such user".into(),
+        }],
+        original_message_id: Some(message_id(&confirmation)),
+        ..ParsedReport::not_a_report()
+    };
+    let outcome = setup.record(report, None, b"bounced confirmation");
+    assert_eq!((outcome.matched, outcome.unmatched), (1, 0));
+    let (state, history) = setup.subscriber(newcomer);
+    assert_eq!(state, "bounced", "{history:?}");
+}
