@@ -6,12 +6,14 @@ mod spreadsheet;
 mod subscriber_email;
 mod subscriber_name;
 mod token;
+mod verp;
 
 pub use issue_slug::IssueSlug;
 pub use spreadsheet::{neutralise_formula, restore_formula};
 pub use subscriber_email::SubscriberEmail;
 pub use subscriber_name::SubscriberName;
 pub use token::Token;
+pub use verp::{ReturnPath, Verp, VerpKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
