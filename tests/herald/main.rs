@@ -2,8 +2,10 @@
 
 mod check;
 mod crash;
+mod dovecot;
 mod feeds;
 mod helpers;
+mod imap;
 mod preview;
 mod send;
 mod serve;
