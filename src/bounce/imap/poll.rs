@@ -243,7 +243,7 @@ async fn processed_folder_name(
 ) -> Result<String, ImapError> {
     let names: Vec<_> = step("LIST \"\" \"\" (the hierarchy delimiter)", async {
         session
-            .list(Some(""), Some(""))
+            .list(Some(""), Some("\"\""))
             .await?
             .try_collect::<Vec<_>>()
             .await
@@ -258,9 +258,12 @@ async fn processed_folder_name(
 }
 
 async fn ensure_folder(session: &mut ImapSession, folder: &str) -> Result<(), ImapError> {
+    // async-imap sends the pattern as given; folder names were checked to
+    // hold no quote, backslash or wildcard, so quoting is enough.
+    let pattern = format!("\"{folder}\"");
     let existing: Vec<_> = step(&format!("LIST {folder:?}"), async {
         session
-            .list(Some(""), Some(folder))
+            .list(Some(""), Some(&pattern))
             .await?
             .try_collect::<Vec<_>>()
             .await
