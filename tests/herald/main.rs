@@ -1,5 +1,6 @@
 //! Herald's integration tests: one binary, one module per capability.
 
+mod bounce_corpus;
 mod check;
 mod crash;
 mod dovecot;
