@@ -307,8 +307,7 @@ async fn no_login_without_tls() {
     let config = ImapConfig::from_settings(&settings).unwrap().unwrap();
     let error = connect(&config)
         .await
-        .err()
-        .expect("connecting must fail")
+        .expect_err("connecting must fail")
         .to_string();
     assert!(error.contains("STARTTLS"), "{error}");
     assert!(!error.contains("never-sent-in-clear"), "{error}");
