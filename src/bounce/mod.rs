@@ -16,7 +16,9 @@
 //! address codec in `domain`).
 
 pub mod imap;
+pub mod intake;
 pub mod parse;
+pub mod policy;
 pub mod record;
 pub mod report;
 
