@@ -457,6 +457,10 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
         {
             words
         }
+        // An address code explained as a refusal ("5.1.1 ... Refused due
+        // to recipient preferences", "5.1.3 ... spamhaus.org"): the words
+        // are the server's reason, the code its nearest fit.
+        (Some(Reason::UserUnknown | Reason::BadSyntax), Some(Reason::Blocked)) => Reason::Blocked,
         (Some(from_status), _) => from_status,
         (None, Some(words)) => words,
         (None, None) => Reason::Other,

@@ -127,15 +127,24 @@ pub struct Candidate {
 /// mobile carriers answer a domain filter this way), not a dead mailbox.
 pub fn says_after_data(text: &str) -> bool {
     // A Sendmail transcript: the command just before the first refusal.
+    // With pipelining, the RCPT's refusal arrives after ">>> DATA" and the
+    // DATA itself then gets a 503 ("need RCPT") or a 554 ("no valid
+    // recipients"): the refusal was the RCPT's.
+    let lines: Vec<&str> = text.lines().take(MAX_NOTICE_LINES).map(str::trim_start).collect();
     let mut last_command: Option<&str> = None;
-    for line in text.lines().take(MAX_NOTICE_LINES) {
-        let line = line.trim_start();
+    for (index, line) in lines.iter().enumerate() {
         if let Some(command) = line.strip_prefix(">>> ") {
             last_command = Some(command);
         } else if let Some(reply) = line.strip_prefix("<<< ") {
             if reply.starts_with(['4', '5']) {
-                return last_command
-                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("data"));
+                let after_data = last_command.is_some_and(|c| c.trim().eq_ignore_ascii_case("data"));
+                let pipelined = lines[index + 1..].iter().any(|l| {
+                    let lower = l.to_ascii_lowercase();
+                    lower.starts_with("<<< 503")
+                        || (lower.starts_with("<<< ")
+                            && (lower.contains("no valid recipients") || lower.contains("rcpt")))
+                });
+                return after_data && !pipelined;
             }
         }
     }
@@ -434,6 +443,7 @@ mod tests {
         for (text, want) in [
             ("... while talking to mx.:\n>>> DATA\n<<< 550 Unknown user x@example.jp\n", true),
             (">>> RCPT To:<x@example.jp>\n<<< 550 5.1.1 User unknown\n>>> DATA\n<<< 503 Need RCPT\n", false),
+            (">>> DATA\n<<< 550 5.1.1 User unknown\n<<< 503 5.0.0 Need RCPT (recipient)\n", false),
             ("said: 550 User unknown (in reply to end of DATA command)", true),
             ("said: 550 User unknown (in reply to RCPT TO command)", false),
             ("SMTP error from remote mail server after end of data: 550", true),
