@@ -252,6 +252,9 @@ state_of() {
         /"email" *:/ { line = $0; gsub(/.*"email" *: *"|".*/, "", line); mine = (line == email) }
         mine && !found && /"state" *:/ { gsub(/.*"state" *: *"|".*/, ""); print; found = 1 }'
 }
+copies_saved() {
+    grep -c "status=sent (delivered to file: $T/mail/bounces-copy" "$T/maillog" 2>/dev/null || true
+}
 pipe_deliveries() {
     grep -c "to=<bounces+.*@$DOMAIN>.*status=sent (delivered to command" "$T/maillog" 2>/dev/null || true
 }
@@ -263,7 +266,8 @@ while :; do
     for user in "${UNKNOWN[@]}"; do
         [ "$(state_of "$user@$DOMAIN")" = bounced ] && done_count=$((done_count + 1))
     done
-    [ "$done_count" -eq "${#UNKNOWN[@]}" ] && [ "$(pipe_deliveries)" -ge "${#UNKNOWN[@]}" ] && break
+    [ "$done_count" -eq "${#UNKNOWN[@]}" ] && [ "$(pipe_deliveries)" -ge "${#UNKNOWN[@]}" ] &&
+        [ "$(copies_saved)" -ge "${#UNKNOWN[@]}" ] && break
     [ "$SECONDS" -lt "$deadline" ] || fail "after 120s, $done_count of ${#UNKNOWN[@]} unknown users are bounced"
     sleep 0.5
 done
