@@ -105,6 +105,24 @@ impl Mailbox {
             .expect("a poll succeeds")
     }
 
+    /// `(channel, kind)` of each stored report, oldest first.
+    fn reports(&self) -> Vec<(String, String)> {
+        let listed = herald(&["bounces", "list", "--json"], self.workspace.path());
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let mut reports: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(|line| {
+                let report: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    report["channel"].as_str().unwrap_or_default().to_string(),
+                    report["kind"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        reports.reverse();
+        reports
+    }
+
     fn state_of(&self, address: &str) -> String {
         let listed = herald(&["subscribers", "list", "--json"], self.workspace.path());
         assert!(listed.status.success(), "{}", stderr(&listed));
@@ -185,6 +203,12 @@ async fn a_bounce_is_recorded_and_moved_while_other_mail_stays() {
         mailbox.state_of("kijitora@example.net"),
         "active",
         "a vacation reply changes nothing"
+    );
+    let imap = |kind: &str| ("imap".to_string(), kind.to_string());
+    assert_eq!(
+        mailbox.reports(),
+        [imap("bounce"), imap("auto-reply"), imap("none")],
+        "every message is kept as a report, as the pipe keeps them"
     );
 
     let mut session = mailbox.session().await;

@@ -56,7 +56,8 @@ impl Keyword {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     TooLarge,
-    /// A delay, an auto-reply or no report at all.
+    /// A delay, an auto-reply or no report at all: recorded (it changes
+    /// nothing) and left for a person.
     NotAFailure(ReportKind),
     Recorded {
         duplicate: bool,
@@ -203,12 +204,13 @@ async fn poll_session(
     Ok(summary)
 }
 
-/// Parses and, for a bounce or a complaint, records one message.
+/// Parses and records one message. Every message is recorded, as the pipe
+/// records every message it is given (an auto-reply or a stray mail shows
+/// in `herald bounces list` and changes nothing); only what is consumed
+/// leaves the mailbox.
 async fn examine(raw: &[u8], recorder: &Recorder) -> Verdict {
     let report = parse(raw);
-    if !is_consumed(report.kind) {
-        return Verdict::NotAFailure(report.kind);
-    }
+    let kind = report.kind;
     let incoming = Incoming {
         channel: Channel::Imap,
         raw,
@@ -219,6 +221,7 @@ async fn examine(raw: &[u8], recorder: &Recorder) -> Verdict {
         report,
     };
     match recorder.record(incoming, now_millis()).await {
+        Ok(_) if !is_consumed(kind) => Verdict::NotAFailure(kind),
         Ok(outcome) => Verdict::Recorded {
             duplicate: outcome.duplicate,
         },
