@@ -369,3 +369,70 @@ fn serve_refuses_an_imap_url_without_a_password() {
         stderr(&output)
     );
 }
+
+/// `herald serve` polls the mailbox on its own, and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_polls_the_mailbox_and_stops_on_sigterm() {
+    if let Some(reason) = dovecot::skipped() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let mailbox =
+        Mailbox::start(|d| format!("imaps://{USER}@127.0.0.1:{}/INBOX", d.imaps_port)).await;
+    let config = mailbox.workspace.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}imap_poll_secs = 1\n")).unwrap();
+    mailbox
+        .deliver(&corpus_message("corpus/lhost-postfix-14.eml"))
+        .await;
+
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(mailbox.workspace.path())
+        .env("HERALD_IMAP_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while mailbox.state_of(BOUNCED) != "bounced" {
+        if let Ok(Some(status)) = server.try_wait() {
+            let output = server.wait_with_output().unwrap();
+            panic!("herald serve exited ({status}): {}", stderr(&output));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "herald serve did not record the bounce within 30s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let stopped_by = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < stopped_by,
+            "herald serve did not stop within 15s of SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let output = server.wait_with_output().unwrap();
+    assert!(status.success(), "{status}: {}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("stopped"));
+    let mut session = mailbox.session().await;
+    assert!(folder_contents(&mut session, "INBOX").await.is_empty());
+    assert_eq!(
+        folder_contents(&mut session, "Herald.Processed")
+            .await
+            .len(),
+        1
+    );
+    session.logout().await.unwrap();
+    mailbox.store.close().await;
+}
