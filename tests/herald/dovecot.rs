@@ -39,6 +39,12 @@ impl Dovecot {
     /// Starts Dovecot and waits until both ports answer; panics with the
     /// reason (and Dovecot's log) when it cannot.
     pub fn start() -> Dovecot {
+        Dovecot::start_with("")
+    }
+
+    /// With `extra` appended to the config (e.g. a smaller
+    /// `imap_capability`).
+    pub fn start_with(extra: &str) -> Dovecot {
         let binary = which("dovecot").unwrap_or_else(|| {
             panic!(
                 "HERALD_TEST_IMAP=dovecot but dovecot is not installed: run tests/setup/dovecot.sh"
@@ -62,7 +68,7 @@ impl Dovecot {
         let config = dir.path().join("dovecot.conf");
         std::fs::write(
             &config,
-            config_text(dir.path(), &identity, imap_port, imaps_port),
+            config_text(dir.path(), &identity, imap_port, imaps_port) + extra,
         )
         .unwrap();
         let child = Command::new(binary)

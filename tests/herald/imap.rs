@@ -57,7 +57,10 @@ struct Mailbox {
 
 impl Mailbox {
     async fn start(url_for: impl Fn(&Dovecot) -> String) -> Mailbox {
-        let dovecot = Dovecot::start();
+        Mailbox::start_on(Dovecot::start(), url_for).await
+    }
+
+    async fn start_on(dovecot: Dovecot, url_for: impl Fn(&Dovecot) -> String) -> Mailbox {
         let workspace = Workspace::with_examples(&format!(
             "[bounces]\nimap_url = \"{}\"\nimap_ca_file = \"{}\"\nimap_processed_folder = \"Herald/Processed\"\n",
             url_for(&dovecot),
@@ -91,9 +94,13 @@ impl Mailbox {
     }
 
     async fn deliver(&self, message: &[u8]) {
+        self.deliver_flagged(message, None).await;
+    }
+
+    async fn deliver_flagged(&self, message: &[u8], flags: Option<&str>) {
         let mut session = self.session().await;
         session
-            .append("INBOX", None, None, message)
+            .append("INBOX", flags, None, message)
             .await
             .expect("APPEND to INBOX");
         session.logout().await.unwrap();
@@ -433,6 +440,51 @@ async fn serve_polls_the_mailbox_and_stops_on_sigterm() {
             .len(),
         1
     );
+    session.logout().await.unwrap();
+    mailbox.store.close().await;
+}
+
+/// Without MOVE (RFC 6851) a report is copied, flagged \Deleted and
+/// expunged by its UID alone: a message a person had flagged \Deleted but
+/// not expunged is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_move_only_the_report_is_expunged() {
+    if let Some(reason) = dovecot::skipped() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    // Dovecot's capabilities after login, less MOVE.
+    let dovecot = Dovecot::start_with(
+        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS NAMESPACE CHILDREN LIST-EXTENDED\n",
+    );
+    let mailbox = Mailbox::start_on(dovecot, |d| {
+        format!("imaps://{USER}@127.0.0.1:{}/", d.imaps_port)
+    })
+    .await;
+    mailbox
+        .deliver_flagged(
+            &corpus_message("not-bounces/is-not-bounce-01.eml"),
+            Some("(\\Deleted)"),
+        )
+        .await;
+    mailbox
+        .deliver(&corpus_message("corpus/lhost-postfix-14.eml"))
+        .await;
+    let mut session = mailbox.session().await;
+    let capabilities = session.capabilities().await.unwrap();
+    assert!(!capabilities.has_str("MOVE") && capabilities.has_str("UIDPLUS"));
+    session.logout().await.unwrap();
+
+    let summary = mailbox.poll().await;
+    assert_eq!((summary.recorded, summary.ignored), (1, 0), "{summary:?}");
+    assert_eq!(mailbox.state_of(BOUNCED), "bounced");
+    let mut session = mailbox.session().await;
+    let inbox = folder_contents(&mut session, "INBOX").await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(has_flag(&inbox[0].1, "Deleted"), "{inbox:?}");
+    let processed = folder_contents(&mut session, "Herald.Processed").await;
+    assert_eq!(processed.len(), 1, "{processed:?}");
+    assert_eq!(processed[0].0, "Undelivered Mail Returned to Sender");
     session.logout().await.unwrap();
     mailbox.store.close().await;
 }
