@@ -463,7 +463,9 @@ pub async fn run_poller(
                 if !summary.is_idle() {
                     tracing::info!(?summary, "polled the bounce mailbox");
                 }
-                if summary.more_waiting {
+                // A busy database stopped the batch: the rest waits the
+                // usual interval rather than meet it again at once.
+                if summary.more_waiting && summary.deferred == 0 {
                     Duration::ZERO
                 } else {
                     config.poll_interval
