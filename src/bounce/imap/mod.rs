@@ -12,8 +12,8 @@ mod session;
 
 pub use config::{parse_imap_url, ImapConfig, ImapTarget, Security};
 pub use poll::{
-    disposition, poll_once, retry_after, run_poller, Disposition, Keyword, PollSummary, Verdict,
-    MAX_MESSAGE_BYTES,
+    disposition, poll_once, retry_after, run_poller, wait_after, Disposition, Keyword, PollSummary,
+    Verdict, MAX_MESSAGE_BYTES,
 };
 pub use session::{connect, ImapSession};
 

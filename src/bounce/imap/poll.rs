@@ -434,6 +434,17 @@ pub fn retry_after(failures: u32) -> Duration {
     Duration::from_secs(5 << doublings).min(Duration::from_secs(600))
 }
 
+/// The wait before the next poll after one that succeeded: none when it
+/// stopped at its batch cap, unless a busy database stopped it, which the
+/// rest should not meet again at once.
+pub fn wait_after(summary: &PollSummary, poll_interval: Duration) -> Duration {
+    if summary.more_waiting && summary.deferred == 0 {
+        Duration::ZERO
+    } else {
+        poll_interval
+    }
+}
+
 /// Polls every `poll_interval` until `shutdown` resolves (SIGTERM), and
 /// after an error reconnects with backoff. Stopping in the middle of a
 /// poll is safe: a report recorded but not yet moved is a duplicate next
@@ -463,13 +474,7 @@ pub async fn run_poller(
                 if !summary.is_idle() {
                     tracing::info!(?summary, "polled the bounce mailbox");
                 }
-                // A busy database stopped the batch: the rest waits the
-                // usual interval rather than meet it again at once.
-                if summary.more_waiting && summary.deferred == 0 {
-                    Duration::ZERO
-                } else {
-                    config.poll_interval
-                }
+                wait_after(&summary, config.poll_interval)
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -538,6 +543,23 @@ mod tests {
         let waits: Vec<u64> = (1..=10).map(|n| retry_after(n).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
         assert_eq!(retry_after(u32::MAX).as_secs(), 600);
+    }
+
+    #[test]
+    fn a_full_batch_polls_again_at_once_unless_the_database_was_busy() {
+        let minute = Duration::from_secs(60);
+        let full = PollSummary {
+            recorded: 200,
+            more_waiting: true,
+            ..PollSummary::default()
+        };
+        assert_eq!(wait_after(&full, minute), Duration::ZERO);
+        let busy = PollSummary {
+            deferred: 1,
+            ..full.clone()
+        };
+        assert_eq!(wait_after(&busy, minute), minute);
+        assert_eq!(wait_after(&PollSummary::default(), minute), minute);
     }
 
     #[test]
