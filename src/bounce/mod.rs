@@ -9,11 +9,13 @@
 //! - `record`: matches a report to its delivery and subscriber and applies
 //!   the policy in one transaction; every way in (pipe, import, IMAP,
 //!   webhooks) ends here.
+//! - `imap`: the bounce mailbox `herald serve` polls.
 //!
 //! This stage sits above `store` and `subscription` and below `http` and
 //! `commands`; `send` does not know it exists (they share only the VERP
 //! address codec in `domain`).
 
+pub mod imap;
 pub mod intake;
 pub mod parse;
 pub mod policy;

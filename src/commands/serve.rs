@@ -3,6 +3,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::bounce::imap::{run_poller, ImapConfig};
+use crate::bounce::Recorder;
 use crate::config::Settings;
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
@@ -43,6 +45,7 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let subscriptions = Arc::new(Subscriptions::new(Arc::new(settings.clone()), &templates)?);
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
+        let poller = start_imap_poller(&settings, &store, stopped.clone())?;
         let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let limits = ServerLimits::from_settings(&settings.server);
@@ -52,6 +55,9 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let _ = stop.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(poller) = poller {
+            let _ = poller.await;
         }
         store.close().await;
         anyhow::Ok(())
@@ -93,6 +99,34 @@ async fn start_outbox_worker(
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         run_transactional_worker(store, transport, from, mail, options, signal, shutdown).await;
+    })))
+}
+
+/// The bounce mailbox, when `[bounces] imap_url` is set. One poller per
+/// database, like the outbox: two would fetch the same messages.
+fn start_imap_poller(
+    settings: &Settings,
+    store: &Store,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(config) =
+        ImapConfig::from_settings(settings).map_err(|e| user_error(format!("{e:#}")))?
+    else {
+        return Ok(None);
+    };
+    let Some(lock) = QueueLock::try_acquire(&settings.database_path(), "imap")? else {
+        tracing::warn!(
+            "another herald serve polls this database's bounce mailbox; this one will not"
+        );
+        return Ok(None);
+    };
+    let recorder = Recorder::new(store.clone(), Arc::new(settings.clone()));
+    Ok(Some(tokio::spawn(async move {
+        let _lock = lock;
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        run_poller(config, recorder, shutdown).await;
     })))
 }
 
