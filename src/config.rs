@@ -460,8 +460,8 @@ impl Settings {
                 send.failure_threshold
             );
         }
-        if self.bounces.soft_bounce_limit == 0 || self.bounces.soft_bounce_days == 0 {
-            anyhow::bail!("[bounces] soft_bounce_limit and soft_bounce_days must be at least 1");
+        if self.bounces.soft_bounce_days == 0 {
+            anyhow::bail!("[bounces] soft_bounce_days must be at least 1");
         }
         Ok(())
     }
