@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
+use crate::http::webhooks::{webhook_routes, WebhookState};
 use crate::http::{router, AppState};
 use crate::render::Templates;
 use crate::send::lock::QueueLock;
@@ -45,7 +46,10 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
         let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
-        let app = router(AppState::new(settings)).merge(subscriber_routes(web));
+        let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
+        let app = router(AppState::new(settings))
+            .merge(subscriber_routes(web))
+            .merge(webhook_routes(webhooks));
         println!("serving {} on http://{address}/", output.display());
         let served = axum::serve(
             listener,

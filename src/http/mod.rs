@@ -3,6 +3,7 @@
 
 pub mod site;
 pub mod subscribers;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ pub mod confirmation_tokens;
 pub mod deliveries;
 pub mod subscribers;
 pub mod suppressions;
+pub mod webhook_replays;
 
 use std::path::Path;
 use std::str::FromStr;

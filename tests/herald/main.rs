@@ -13,3 +13,4 @@ mod subscribe_web;
 mod subscriber_app;
 mod subscribers_cli;
 mod subscription_props;
+mod webhooks;
