@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use p256::ecdsa::signature::Signer;
+use p256::ecdsa::signature::{SignatureEncoding, Signer};
 use p256::pkcs8::EncodePublicKey;
 use reqwest::StatusCode;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
