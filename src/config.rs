@@ -366,6 +366,7 @@ impl Settings {
             let path = format!("{}/", settings.site.base_url.path());
             settings.site.base_url.set_path(&path);
         }
+        settings.return_path()?;
         Ok(settings)
     }
 
@@ -379,6 +380,19 @@ impl Settings {
             postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
+    }
+
+    /// `[bounces] return_path`, validated (checked when the config loads,
+    /// so a bad address is refused before any mail goes out).
+    pub fn return_path(&self) -> anyhow::Result<Option<crate::domain::ReturnPath>> {
+        self.bounces
+            .return_path
+            .as_deref()
+            .map(|text| {
+                crate::domain::ReturnPath::parse(text)
+                    .map_err(|e| anyhow::anyhow!("[bounces] return_path: {e}"))
+            })
+            .transpose()
     }
 
     /// A path from the config, taken relative to the config's folder.
@@ -442,6 +456,20 @@ mod tests {
     fn unknown_keys_are_rejected_with_their_name() {
         let err = Settings::parse("[smtp]\npassword = \"hunter2\"\n").unwrap_err();
         assert!(err.to_string().contains("password"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_return_path_is_refused_when_the_config_loads() {
+        let err =
+            Settings::parse("[bounces]\nreturn_path = \"bounces+x@example.com\"\n").unwrap_err();
+        assert!(err.to_string().contains("[bounces] return_path"), "{err}");
+        let err = Settings::parse("[bounces]\nreturn_path = \"nobody\"\n").unwrap_err();
+        assert!(err.to_string().contains("not an email address"), "{err}");
+        let ok = Settings::parse("[bounces]\nreturn_path = \"bounces@example.com\"\n").unwrap();
+        assert_eq!(
+            ok.return_path().unwrap().unwrap().address(),
+            "bounces@example.com"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! `commands`; `send` does not know it exists (they share only the VERP
 //! address codec in `domain`).
 
+pub mod intake;
 pub mod parse;
+pub mod policy;
 pub mod record;
 pub mod report;
 

@@ -12,6 +12,7 @@ use super::check::load_one;
 use super::{user_error, UserError};
 use crate::config::Settings;
 use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
+use crate::send::envelope::{load_verp, EnvelopeSender};
 use crate::send::lock::QueueLock;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
@@ -156,6 +157,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
             let from = MessageFactory::new(settings, email.clone(), web_url.clone())?;
             let html = email.html.template();
             let text = email.text.template();
+            let message_nonce = uuid::Uuid::new_v4().simple().to_string();
             let new = NewCampaign {
                 issue_slug: issue.slug.as_str(),
                 issue_number: i64::from(issue.number),
@@ -163,12 +165,13 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
                 subject: &email.subject,
                 html: &html,
                 text: &text,
+                message_nonce: &message_nonce,
             };
             let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
             let recipients = campaigns::snapshot_recipients(
                 &mut tx,
                 id,
-                &uuid::Uuid::new_v4().simple().to_string(),
+                &message_nonce,
                 from.from().email.domain(),
                 now,
             )
@@ -227,6 +230,11 @@ async fn run_campaign(
         Personalized::new(&campaign.text, false),
     );
     let factory = MessageFactory::new(settings, email, web_url)?;
+    let sender = EnvelopeSender::new(
+        factory.from().email.clone(),
+        load_verp(settings, store).await?,
+    );
+    let factory = factory.with_envelope_sender(sender);
     let options = send_options(settings, args);
     let due = pending_count(store, queue).await?;
     let counters = Arc::new(Counters::default());
@@ -361,7 +369,7 @@ async fn send_test_copy(
         uuid::Uuid::new_v4(),
         factory.from().email.domain()
     );
-    let (envelope, bytes) = factory.build(recipient.as_str(), "test", &message_id)?;
+    let (envelope, bytes) = factory.build(None, recipient.as_str(), "test", &message_id)?;
     let mut connection = transport.connect().await.map_err(|e| {
         user_error(format!(
             "cannot reach the mail server ({}): {e}",
@@ -398,8 +406,12 @@ async fn dry_run(
         .map_or(0, |(_, n)| *n);
     let subject = email.subject.clone();
     let factory = MessageFactory::new(settings, email, web_url)?;
-    let (_, sample) =
-        factory.build("subscriber@example.com", "dry-run", "<dry-run@example.com>")?;
+    let (_, sample) = factory.build(
+        None,
+        "subscriber@example.com",
+        "dry-run",
+        "<dry-run@example.com>",
+    )?;
     match existing {
         Some(campaign) => println!(
             "dry run: campaign {} for {slug} exists ({}); `herald send` would resume it",

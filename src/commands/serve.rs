@@ -90,7 +90,10 @@ async fn start_outbox_worker(
     deliveries::release_orphaned_claims(&mut tx, Queue::Transactional).await?;
     tx.commit().await?;
     let transport = super::send::transport_from_settings(settings)?;
-    let from = super::preview::parse_mailbox(&settings.mail.from, "[mail] from")?.email;
+    let from = crate::send::envelope::EnvelopeSender::new(
+        super::preview::parse_mailbox(&settings.mail.from, "[mail] from")?.email,
+        crate::send::envelope::load_verp(settings, store).await?,
+    );
     let options = SendOptions::from_settings(&settings.send);
     let store = store.clone();
     Ok(Some(tokio::spawn(async move {

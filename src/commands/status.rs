@@ -7,9 +7,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::user_error;
+use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
 use crate::store::campaigns::{self, Campaign};
-use crate::store::deliveries::{self, ErrorGroup, Queue};
+use crate::store::deliveries::{self, CampaignReportCounts, ErrorGroup, Queue};
 use crate::store::Store;
 
 #[derive(Serialize)]
@@ -23,6 +24,19 @@ struct Status {
     /// Messages per second between the first and the last accepted one.
     send_rate: Option<f64>,
     errors: Vec<ErrorGroup>,
+    /// The newest campaigns' bounce and complaint rates.
+    reports: Vec<CampaignReports>,
+}
+
+/// Campaigns whose rates `herald status` shows.
+const RATE_CAMPAIGNS: i64 = 10;
+
+#[derive(Serialize)]
+struct CampaignReports {
+    #[serde(flatten)]
+    counts: CampaignReportCounts,
+    #[serde(flatten)]
+    rates: Rates,
 }
 
 pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
@@ -47,7 +61,20 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             deliveries::count_deliveries_by_state(&mut tx, Queue::Campaign(campaign.id)).await?;
         let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
         let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
+        let report_counts = deliveries::campaign_report_counts(&mut tx, RATE_CAMPAIGNS).await?;
         tx.commit().await?;
+        let reports = report_counts
+            .into_iter()
+            .map(|counts| CampaignReports {
+                rates: rates(
+                    counts.sent,
+                    counts.hard_bounces,
+                    counts.soft_bounces,
+                    counts.complaints,
+                ),
+                counts,
+            })
+            .collect();
         let send_rate = match (first, last) {
             (Some(first), Some(last)) if last > first => {
                 Some(sent as f64 * 1000.0 / (last - first) as f64)
@@ -63,6 +90,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             counts: counts.into_iter().collect(),
             send_rate,
             errors,
+            reports,
         };
         if json {
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -115,6 +143,49 @@ fn print_status(status: &Status) {
                 group.code.map(|c| c.to_string()).unwrap_or_default(),
                 group.enhanced_code.as_deref().unwrap_or(""),
                 group.reply.as_deref().unwrap_or("")
+            );
+        }
+    }
+    print_reports(&status.reports);
+}
+
+/// Each campaign's rates, and a bold warning (on a terminal) for any
+/// campaign past the levels at which mailbox providers act.
+fn print_reports(reports: &[CampaignReports]) {
+    if reports
+        .iter()
+        .all(|r| r.counts.hard_bounces + r.counts.soft_bounces + r.counts.complaints == 0)
+    {
+        return;
+    }
+    println!("bounces and complaints, of what was sent:");
+    println!(
+        "  {:>8}  {:<24} {:>8} {:>12} {:>12} {:>14}",
+        "campaign", "issue", "sent", "hard", "soft", "complaints"
+    );
+    let percent = |n: i64, rate: f64| format!("{n} ({:.2}%)", rate * 100.0);
+    for report in reports {
+        let c = &report.counts;
+        println!(
+            "  {:>8}  {:<24} {:>8} {:>12} {:>12} {:>14}",
+            c.campaign_id,
+            c.issue_slug,
+            c.sent,
+            percent(c.hard_bounces, report.rates.hard_bounce_rate),
+            percent(c.soft_bounces, report.rates.soft_bounce_rate),
+            percent(c.complaints, report.rates.complaint_rate),
+        );
+    }
+    let (bold, plain) = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ("\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    for report in reports {
+        for warning in &report.rates.warnings {
+            println!(
+                "{bold}WARNING: campaign {} ({}): {warning}{plain}",
+                report.counts.campaign_id, report.counts.issue_slug
             );
         }
     }

@@ -5,11 +5,13 @@ mod issue_slug;
 mod subscriber_email;
 mod subscriber_name;
 mod token;
+mod verp;
 
 pub use issue_slug::IssueSlug;
 pub use subscriber_email::SubscriberEmail;
 pub use subscriber_name::SubscriberName;
 pub use token::Token;
+pub use verp::{ReturnPath, Verp, VerpKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -12,6 +12,7 @@ use lettre::message::header::HeaderName;
 use lettre::message::Mailbox;
 use url::Url;
 
+use super::envelope::EnvelopeSender;
 use crate::config::Settings;
 use crate::render::{build_message, MessageHeaders, Recipient, RenderedEmail};
 
@@ -27,6 +28,7 @@ pub struct MessageFactory {
     base_url: Url,
     web_url: String,
     dkim: Option<DkimConfig>,
+    sender: EnvelopeSender,
 }
 
 impl MessageFactory {
@@ -47,6 +49,7 @@ impl MessageFactory {
             })
             .transpose()?;
         Ok(MessageFactory {
+            sender: EnvelopeSender::Fixed(from.email.clone()),
             email,
             from,
             reply_to,
@@ -57,6 +60,12 @@ impl MessageFactory {
             web_url,
             dkim: load_dkim(settings)?,
         })
+    }
+
+    /// Bounces go to `sender` instead of `[mail] from` (VERP).
+    pub fn with_envelope_sender(mut self, sender: EnvelopeSender) -> Self {
+        self.sender = sender;
+        self
     }
 
     pub fn from(&self) -> &Mailbox {
@@ -70,9 +79,11 @@ impl MessageFactory {
             .unwrap_or_default()
     }
 
-    /// One recipient's message, signed when DKIM is configured.
+    /// One recipient's message, signed when DKIM is configured. The
+    /// envelope sender names `delivery_id` when VERP is on.
     pub fn build(
         &self,
+        delivery_id: Option<i64>,
         recipient: &str,
         unsubscribe_token: &str,
         message_id: &str,
@@ -100,7 +111,10 @@ impl MessageFactory {
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
-        Ok((message.envelope().clone(), message.formatted()))
+        let sender = self.sender.for_delivery(delivery_id)?;
+        let envelope = Envelope::new(Some(sender), message.envelope().to().to_vec())
+            .context("the message's envelope")?;
+        Ok((envelope, message.formatted()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! transport trait (SMTP, file outbox, stub), retry decisions in one place,
 //! and workers that claim, send and record in batches.
 
+pub mod envelope;
 pub mod lock;
 pub mod message;
 pub mod outbox;

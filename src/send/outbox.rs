@@ -34,7 +34,7 @@ const POLL: Duration = Duration::from_secs(2);
 pub async fn run_transactional_worker(
     store: Store,
     transport: AnyTransport,
-    from: lettre::Address,
+    from: super::envelope::EnvelopeSender,
     mail: Arc<dyn TransactionalMail>,
     options: SendOptions,
     signal: OutboxSignal,

@@ -20,6 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use tokio::sync::{mpsc, Notify};
 
+use super::envelope::EnvelopeSender;
 use super::message::MessageFactory;
 use super::retry::{decide, Decision, RetryPolicy};
 use super::transport::{Connection, SendError, Transport};
@@ -43,7 +44,8 @@ pub enum MessageSource {
     Campaign(Box<MessageFactory>),
     /// Transactional mail: a finished payload, or made now by `mail`.
     Transactional {
-        from: lettre::Address,
+        /// `[mail] from`, or the VERP return path.
+        from: EnvelopeSender,
         mail: Option<Arc<dyn TransactionalMail>>,
     },
 }
@@ -54,7 +56,12 @@ impl MessageSource {
             MessageSource::Campaign(factory) => {
                 let token = delivery.unsubscribe_token.as_deref().unwrap_or("missing");
                 factory
-                    .build(&delivery.recipient, token, &delivery.message_id)
+                    .build(
+                        Some(delivery.id),
+                        &delivery.recipient,
+                        token,
+                        &delivery.message_id,
+                    )
                     .map_err(|e| SendError::permanent(format!("building the message: {e:#}")))
             }
             MessageSource::Transactional { from, mail } => {
@@ -71,7 +78,7 @@ impl MessageSource {
                 let to: lettre::Address = delivery.recipient.parse().map_err(|e| {
                     SendError::permanent(format!("recipient {:?}: {e}", delivery.recipient))
                 })?;
-                let envelope = Envelope::new(Some(from.clone()), vec![to])
+                let envelope = Envelope::new(Some(from.for_delivery(Some(delivery.id))?), vec![to])
                     .map_err(|e| SendError::permanent(format!("envelope: {e}")))?;
                 Ok((envelope, payload))
             }

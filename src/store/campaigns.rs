@@ -51,6 +51,9 @@ pub struct NewCampaign<'a> {
     pub subject: &'a str,
     pub html: &'a str,
     pub text: &'a str,
+    /// Random per campaign; part of every Message-ID of its mail (see
+    /// [`snapshot_recipients`]), kept so a returned Message-ID finds it.
+    pub message_nonce: &'a str,
 }
 
 const CAMPAIGN_COLUMNS: &str =
@@ -98,8 +101,8 @@ pub async fn insert_campaign(
     now: Millis,
 ) -> sqlx::Result<i64> {
     let row = sqlx::query(
-        "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'sending', ?)
+        "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state, created_at, message_nonce)
+         VALUES (?, ?, ?, ?, ?, ?, 'sending', ?, ?)
          RETURNING id",
     )
     .bind(new.issue_slug)
@@ -109,6 +112,7 @@ pub async fn insert_campaign(
     .bind(new.html)
     .bind(new.text)
     .bind(now)
+    .bind(new.message_nonce)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.get(0))

@@ -430,3 +430,166 @@ pub async fn scrub_deliveries_of(
     .await?
     .rows_affected())
 }
+
+/// A delivery a bounce or complaint report was matched to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedDelivery {
+    pub id: i64,
+    pub campaign_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    pub recipient: String,
+}
+
+fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> ReportedDelivery {
+    ReportedDelivery {
+        id: row.get("id"),
+        campaign_id: row.get("campaign_id"),
+        subscriber_id: row.get("subscriber_id"),
+        recipient: row.get("recipient"),
+    }
+}
+
+/// The delivery a VERP tag names.
+pub async fn find_delivery_by_id(
+    tx: &mut Tx<'_>,
+    id: i64,
+) -> sqlx::Result<Option<ReportedDelivery>> {
+    let row = sqlx::query(
+        "SELECT id, campaign_id, subscriber_id, recipient FROM deliveries WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(reported_delivery_from_row))
+}
+
+/// The campaign delivery a returned Message-ID names: its campaign by the
+/// nonce, then the row by (campaign, subscriber), the snapshot's UNIQUE
+/// index. The whole Message-ID must match too, so a made-up one with a
+/// real nonce finds nothing.
+pub async fn find_campaign_delivery_by_message_id(
+    tx: &mut Tx<'_>,
+    campaign_nonce: &str,
+    subscriber_id: i64,
+    message_id: &str,
+) -> sqlx::Result<Option<ReportedDelivery>> {
+    let row = sqlx::query(
+        "SELECT d.id, d.campaign_id, d.subscriber_id, d.recipient
+         FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id AND d.subscriber_id = ?2
+         WHERE c.message_nonce = ?1 AND d.message_id = ?3",
+    )
+    .bind(campaign_nonce)
+    .bind(subscriber_id)
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(reported_delivery_from_row))
+}
+
+/// A confirmation or welcome by its Message-ID (a partial index holds only
+/// transactional rows).
+pub async fn find_transactional_delivery_by_message_id(
+    tx: &mut Tx<'_>,
+    message_id: &str,
+) -> sqlx::Result<Option<ReportedDelivery>> {
+    let row = sqlx::query(
+        "SELECT id, campaign_id, subscriber_id, recipient FROM deliveries
+         WHERE campaign_id IS NULL AND message_id = ?",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(reported_delivery_from_row))
+}
+
+/// How grave a report is, as SQL over a kind and a class expression: a
+/// delivery keeps its gravest report (a later delay notice must not hide
+/// an earlier hard bounce).
+fn report_severity(kind: &str, class: &str) -> String {
+    format!(
+        "CASE WHEN {kind} IS NULL THEN 0 WHEN {kind} = 'complaint' THEN 4
+              WHEN {kind} = 'bounce' AND {class} = 'hard' THEN 3
+              WHEN {kind} = 'bounce' THEN 2 ELSE 1 END"
+    )
+}
+
+/// What a report said about a delivery after its hand-off, unless the
+/// delivery already holds a graver one.
+pub struct DeliveryReport<'a> {
+    pub kind: &'static str,
+    pub class: &'static str,
+    pub status: Option<&'a str>,
+    pub diagnostic: &'a str,
+    pub at: Millis,
+}
+
+pub async fn record_delivery_report(
+    tx: &mut Tx<'_>,
+    delivery_id: i64,
+    report: &DeliveryReport<'_>,
+) -> sqlx::Result<bool> {
+    let sql = format!(
+        "UPDATE deliveries SET report_kind = ?2, report_class = ?3, report_status = ?4,
+             report_diagnostic = ?5, reported_at = ?6
+         WHERE id = ?1 AND {} >= {}",
+        report_severity("?2", "?3"),
+        report_severity("report_kind", "report_class"),
+    );
+    Ok(sqlx::query(&sql)
+        .bind(delivery_id)
+        .bind(report.kind)
+        .bind(report.class)
+        .bind(report.status)
+        .bind(report.diagnostic)
+        .bind(report.at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        > 0)
+}
+
+/// One campaign's reports against what it sent, for `herald status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CampaignReportCounts {
+    pub campaign_id: i64,
+    pub issue_slug: String,
+    pub sent: i64,
+    pub hard_bounces: i64,
+    pub soft_bounces: i64,
+    pub complaints: i64,
+}
+
+/// The newest campaigns' sent, bounced and complained counts. `sent` comes
+/// from the (campaign_id, state) index alone; the report counts from the
+/// small partial index of reported rows, so this stays fast on a
+/// million-row campaign.
+pub async fn campaign_report_counts(
+    tx: &mut Tx<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<CampaignReportCounts>> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.issue_slug,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent'),
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'bounce' AND d.report_class = 'hard'),
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'bounce' AND d.report_class = 'soft'),
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'complaint')
+         FROM campaigns c ORDER BY c.id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| CampaignReportCounts {
+            campaign_id: r.get(0),
+            issue_slug: r.get(1),
+            sent: r.get(2),
+            hard_bounces: r.get(3),
+            soft_bounces: r.get(4),
+            complaints: r.get(5),
+        })
+        .collect())
+}

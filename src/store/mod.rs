@@ -4,9 +4,11 @@
 //! claiming rows with `FOR UPDATE SKIP LOCKED`) can be added here without
 //! touching the stages.
 
+pub mod bounce_reports;
 pub mod campaigns;
 pub mod confirmation_tokens;
 pub mod deliveries;
+pub mod secrets;
 pub mod subscribers;
 pub mod suppressions;
 pub mod webhook_replays;
@@ -44,6 +46,15 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database and applies every migration.
     pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        Self::open_with_busy_timeout(path, Duration::from_secs(10)).await
+    }
+
+    /// [`Store::open`], waiting at most `busy_timeout` for another
+    /// process's write lock before a statement fails with SQLITE_BUSY.
+    pub async fn open_with_busy_timeout(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> anyhow::Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
@@ -56,7 +67,7 @@ impl Store {
             // NORMAL is durable across a process crash in WAL mode (only an
             // OS crash can lose the last commits), and much faster than FULL.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(busy_timeout)
             // 1 MiB of page cache per connection (SQLite's default is 2):
             // a send touches a narrow moving window of the table, and a
             // fixed cache keeps memory flat however long the list.

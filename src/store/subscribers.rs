@@ -182,6 +182,26 @@ pub async fn mark_bounced(tx: &mut Tx<'_>, subscriber_id: i64, now: Millis) -> s
     Ok(changed > 0)
 }
 
+/// Marks a subscriber who complained (a spam report): from any state,
+/// since nothing may ever be mailed to them again. Returns whether a row
+/// changed.
+pub async fn mark_complained(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE subscribers SET state = 'complained', state_changed_at = ?
+         WHERE id = ? AND state <> 'complained'",
+    )
+    .bind(now)
+    .bind(subscriber_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
 /// Subscribers in each state.
 pub async fn count_by_state(tx: &mut Tx<'_>) -> sqlx::Result<Vec<(String, i64)>> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM subscribers GROUP BY state ORDER BY state")

@@ -1,5 +1,7 @@
 //! Herald's integration tests: one binary, one module per capability.
 
+mod bounce_corpus;
+mod bounces;
 mod check;
 mod crash;
 mod feeds;

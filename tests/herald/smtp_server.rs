@@ -13,6 +13,8 @@ use mailin_embedded::{Handler, Server};
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The envelope sender (MAIL FROM).
+    pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
     pub at: Instant,
@@ -35,6 +37,7 @@ pub struct Faults {
 struct Capture {
     received: Arc<Mutex<Vec<Received>>>,
     faults: Arc<Mutex<Faults>>,
+    current_from: String,
     current_to: Vec<String>,
     current_data: Vec<u8>,
     seed: Arc<AtomicUsize>,
@@ -70,7 +73,8 @@ impl Handler for Capture {
         response::OK
     }
 
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current_from = from.to_string();
         self.current_to = to.to_vec();
         self.current_data.clear();
         response::OK
@@ -83,6 +87,7 @@ impl Handler for Capture {
 
     fn data_end(&mut self) -> Response {
         self.received.lock().unwrap().push(Received {
+            from: std::mem::take(&mut self.current_from),
             to: std::mem::take(&mut self.current_to),
             data: std::mem::take(&mut self.current_data),
             at: Instant::now(),
@@ -112,6 +117,7 @@ impl SmtpServer {
         let handler = Capture {
             received: received.clone(),
             faults: faults.clone(),
+            current_from: String::new(),
             current_to: Vec::new(),
             current_data: Vec::new(),
             seed: Arc::new(AtomicUsize::new(7)),

@@ -16,7 +16,7 @@ pub fn run(
     command: &BouncesCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        BouncesCommand::Process { recipient } => process::run(&load()?, recipient.as_deref()),
+        BouncesCommand::Process { recipient } => process::run(load(), recipient.as_deref()),
         BouncesCommand::Import { paths } => import::run(&load()?, paths),
         BouncesCommand::List { limit, json } => list::run(&load()?, *limit, *json),
         BouncesCommand::Parse { files, json } => parse::run(files, *json),

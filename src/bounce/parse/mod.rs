@@ -1,0 +1,706 @@
+//! Parsing a raw message into a [`ParsedReport`]. Pure: no I/O, no clock.
+//!
+//! mail-parser does the MIME (parts, transfer encodings, charsets); the
+//! submodules read what the parts say:
+//! - `arf`: RFC 5965 complaints (and Microsoft's and Apple's look-alikes);
+//! - `dsn`: RFC 3464 `message/delivery-status`;
+//! - `vendors`: the human-readable notices of non-standard bounces;
+//! - `autoreply`: RFC 3834 and vacation replies;
+//! - `status`: status codes and the hard/soft call.
+//!
+//! The order of the questions matters, and is in [`decide`]: a complaint,
+//! then a machine-readable DSN, then a bounce notice (which may carry
+//! `Auto-Submitted` itself, as Exim's do), then an auto-reply.
+
+mod arf;
+mod autoreply;
+mod dsn;
+mod status;
+mod text;
+mod vendors;
+
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+use super::report::{FailureClass, ParsedReport, RecipientReport, ReportKind};
+use dsn::DsnRecipient;
+
+/// Bytes of a message looked at. Everything a report says sits in its
+/// first parts (the notice, the delivery-status, the returned headers); what
+/// follows is the returned message's body, which can be tens of megabytes of
+/// attachments. 1 MiB is over ten times the largest report in the shared
+/// corpus, and bounds time and memory whatever arrives.
+const MAX_BYTES: usize = 1 << 20;
+
+/// How much of a file a caller needs to read for [`parse`]: anything past
+/// it is ignored, so reading more only costs memory.
+pub const READ_LIMIT: usize = MAX_BYTES;
+
+/// MIME parts looked at: a report has three or four; a message with
+/// thousands of tiny parts is not one.
+const MAX_PARTS: usize = 64;
+
+/// Bytes of one text part read, and of the notice as a whole.
+const MAX_TEXT: usize = 64 * 1024;
+
+/// Field lines read from one delivery-status or feedback-report part.
+const MAX_FIELD_LINES: usize = 5_000;
+
+/// Recipients kept from one report: a DSN may list many, a hostile one
+/// millions.
+const MAX_RECIPIENTS: usize = 1_000;
+
+/// Reads one raw message (RFC 5322 bytes, any line endings, possibly
+/// truncated or not UTF-8) and says what it reports. Never panics.
+pub fn parse(raw: &[u8]) -> ParsedReport {
+    let raw = &raw[..raw.len().min(MAX_BYTES)];
+    let Some(message) = MessageParser::new().parse(raw) else {
+        return ParsedReport::not_a_report();
+    };
+    let envelope = Envelope::read(&message);
+    let body = Body::read(&message);
+    let mut report = decide(&envelope, &body);
+    report.recipients.truncate(MAX_RECIPIENTS);
+    if report.kind != ReportKind::None {
+        report.original_message_id = body
+            .returned
+            .message_id
+            .clone()
+            .or_else(|| envelope.in_reply_to.clone());
+    }
+    report.addressed_to = envelope.addressed_to;
+    report
+}
+
+/// What the report's own headers say.
+#[derive(Debug, Default)]
+struct Envelope {
+    from: Option<String>,
+    from_name: String,
+    subject: String,
+    /// Delivered-To, X-Original-To, Envelope-To, To: us.
+    addressed_to: Vec<String>,
+    /// Exim's (and others') list of the addresses that failed.
+    failed_recipients: Vec<String>,
+    auto_submitted: Option<String>,
+    precedence: Option<String>,
+    has_responder_header: bool,
+    apple_unsubscribe: bool,
+    in_reply_to: Option<String>,
+    report_type: String,
+}
+
+fn header_text(value: &HeaderValue<'_>) -> String {
+    match value {
+        HeaderValue::Text(text) => text.to_string(),
+        HeaderValue::TextList(list) => list.join(", "),
+        HeaderValue::Address(address) => addresses(address).join(", "),
+        _ => String::new(),
+    }
+}
+
+fn addresses(address: &Address<'_>) -> Vec<String> {
+    address
+        .iter()
+        .filter_map(|a| a.address())
+        .filter_map(text::first_address)
+        .collect()
+}
+
+fn first_id(value: &HeaderValue<'_>) -> Option<String> {
+    let id = match value {
+        HeaderValue::Text(id) => id.as_ref(),
+        HeaderValue::TextList(ids) => ids.first()?.as_ref(),
+        _ => return None,
+    };
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
+}
+
+fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+}
+
+impl Envelope {
+    fn read(message: &Message<'_>) -> Self {
+        let mut envelope = Envelope {
+            subject: message.subject().unwrap_or_default().to_string(),
+            in_reply_to: first_id(message.in_reply_to()),
+            report_type: message
+                .content_type()
+                .and_then(|ct| ct.attribute("report-type"))
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            ..Envelope::default()
+        };
+        if let Some(from) = message.from().and_then(|f| f.first()) {
+            envelope.from = from.address().and_then(text::first_address);
+            envelope.from_name = from.name().unwrap_or_default().to_string();
+        }
+        for header in message.headers() {
+            let name = header.name().to_ascii_lowercase();
+            let value = header.value();
+            match name.as_str() {
+                "delivered-to" | "x-original-to" | "envelope-to" | "x-envelope-to" | "to" => {
+                    let found = text::find_addresses(&header_text(value));
+                    push_unique(&mut envelope.addressed_to, found.into_iter().map(|a| a.address));
+                }
+                "x-failed-recipients" => {
+                    let found = text::find_addresses(&header_text(value));
+                    push_unique(&mut envelope.failed_recipients, found.into_iter().map(|a| a.address));
+                }
+                "auto-submitted" => envelope.auto_submitted = Some(header_text(value)),
+                "precedence" => envelope.precedence = Some(header_text(value)),
+                "x-apple-unsubscribe" => {
+                    envelope.apple_unsubscribe = header_text(value).trim().eq_ignore_ascii_case("true")
+                }
+                _ if autoreply::is_responder_header(&name) => envelope.has_responder_header = true,
+                _ => {}
+            }
+        }
+        envelope
+    }
+
+    fn auto_reply_headers(&self) -> autoreply::AutoReplyHeaders<'_> {
+        autoreply::AutoReplyHeaders {
+            auto_submitted: self.auto_submitted.as_deref(),
+            precedence: self.precedence.as_deref(),
+            has_responder_header: self.has_responder_header,
+            subject: &self.subject,
+        }
+    }
+}
+
+/// What the returned message (or its headers) says.
+#[derive(Debug, Default)]
+struct Returned {
+    found: bool,
+    message_id: Option<String>,
+    /// To and Cc: who the message was for.
+    to: Vec<String>,
+    /// From, Sender, Return-Path: who sent it (us).
+    senders: Vec<String>,
+}
+
+impl Returned {
+    fn read_message(&mut self, message: &Message<'_>) {
+        if self.found {
+            return;
+        }
+        self.found = true;
+        self.message_id = message.message_id().and_then(|id| first_id(&HeaderValue::Text(id.into())));
+        for address in [message.to(), message.cc()].into_iter().flatten() {
+            push_unique(&mut self.to, addresses(address));
+        }
+        for address in [message.from(), message.sender()].into_iter().flatten() {
+            push_unique(&mut self.senders, addresses(address));
+        }
+        if let Some(path) = message.return_address().and_then(text::first_address) {
+            push_unique(&mut self.senders, [path]);
+        }
+    }
+
+    fn read_headers(&mut self, bytes: &[u8]) {
+        if self.found {
+            return;
+        }
+        let start = bytes
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(bytes.len());
+        let bytes = &bytes[start..bytes.len().min(start + MAX_TEXT)];
+        if let Some(headers) = MessageParser::new().parse_headers(bytes) {
+            self.read_message(&headers);
+        }
+    }
+}
+
+/// What the report's parts say.
+#[derive(Debug, Default)]
+struct Body {
+    dsn: Vec<DsnRecipient>,
+    /// DSN fields pasted into a text part: used when there is no real
+    /// delivery-status part.
+    inline_dsn: Vec<DsnRecipient>,
+    feedback: Option<arf::Feedback>,
+    /// The human-readable text, without the returned message.
+    notice: String,
+    returned: Returned,
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_TEXT)]).into_owned()
+}
+
+impl Body {
+    fn read(message: &Message<'_>) -> Self {
+        let mut body = Body::default();
+        let mut html: Option<String> = None;
+        for part in message.parts.iter().take(MAX_PARTS) {
+            let (ctype, subtype) = part
+                .content_type()
+                .map(|ct| {
+                    (
+                        ct.ctype().to_ascii_lowercase(),
+                        ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+                    )
+                })
+                .unwrap_or_default();
+            match (ctype.as_str(), subtype.as_str(), &part.body) {
+                ("message", "delivery-status" | "global-delivery-status", _) => {
+                    body.dsn
+                        .extend(dsn::recipients(&lossy(part.contents()), MAX_FIELD_LINES));
+                }
+                ("message", "feedback-report", _) => {
+                    body.feedback = Some(arf::feedback(&lossy(part.contents()), MAX_FIELD_LINES));
+                }
+                ("text", "rfc822-headers" | "rfc822-header", _)
+                | ("message", "rfc822-headers" | "global-headers", _) => {
+                    body.returned.read_headers(part.contents());
+                }
+                (_, _, PartType::Message(returned)) => body.returned.read_message(returned),
+                ("message", "rfc822" | "global", _) => body.returned.read_headers(part.contents()),
+                (_, _, PartType::Text(text)) => body.add_text(
+                    text,
+                    part.content_disposition().is_some_and(|d| d.is_attachment()),
+                ),
+                (_, _, PartType::Html(text)) if html.is_none() => {
+                    html = Some(text::prefix(text, MAX_TEXT).to_string());
+                }
+                _ => {}
+            }
+        }
+        if body.notice.trim().is_empty() {
+            if let Some(html) = html {
+                body.add_text(&mail_parser::decoders::html::html_to_text(&html), false);
+            }
+        }
+        body
+    }
+
+    fn add_text(&mut self, text: &str, is_attachment: bool) {
+        if self.notice.len() >= MAX_TEXT {
+            return;
+        }
+        let text = text::prefix(text, MAX_TEXT);
+        let (notice, returned) = vendors::split_returned(text);
+        // An attached text part that is a message's headers is the
+        // returned message, not more notice.
+        if !self.notice.is_empty() && (is_attachment || notice.trim().is_empty()) {
+            if let Some(first) = text.lines().find(|l| !l.trim().is_empty()) {
+                if first.contains(':') && !first.contains(' ') || first.starts_with("Received:") {
+                    self.returned.read_headers(text.as_bytes());
+                    return;
+                }
+            }
+        }
+        if text::prefix(notice, 16 * 1024).to_ascii_lowercase().contains("final-recipient:") {
+            self.inline_dsn.extend(dsn::recipients(notice, MAX_FIELD_LINES));
+        }
+        self.notice.push_str(notice);
+        self.notice.push('\n');
+        if let Some(returned) = returned {
+            self.returned.read_headers(returned.as_bytes());
+        }
+    }
+}
+
+/// The questions, in order: complaint, DSN, bounce notice, auto-reply.
+fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
+    if let Some(report) = complaint(envelope, body) {
+        return report;
+    }
+    let dsn = if body.dsn.is_empty() { &body.inline_dsn } else { &body.dsn };
+    if let Some(report) = from_dsn(dsn, body) {
+        return report;
+    }
+    if !dsn.is_empty() {
+        // Only success notices (delivered, relayed): nothing failed.
+        return ParsedReport::not_a_report();
+    }
+    let subject = envelope.subject.to_lowercase();
+    let notice = text::prefix(&body.notice, 16 * 1024).to_lowercase();
+    let from_system = vendors::is_system_sender(envelope.from.as_deref(), &envelope.from_name);
+    let header_says_bounce = !envelope.failed_recipients.is_empty()
+        || from_system
+        || vendors::subject_says_bounce(&subject)
+        || envelope.report_type == "delivery-status";
+    let auto_reply = autoreply::is_auto_reply(&envelope.auto_reply_headers());
+    let notice_says_bounce = vendors::notice_says_bounce(&notice);
+    if (header_says_bounce && (notice_says_bounce || body.returned.found || from_system))
+        || (!auto_reply && notice_says_bounce && body.returned.found)
+        || !envelope.failed_recipients.is_empty()
+    {
+        let kind = if vendors::notice_says_delay(&subject, &notice) {
+            ReportKind::Delay
+        } else {
+            ReportKind::Bounce
+        };
+        return from_notice(envelope, body, kind);
+    }
+    if auto_reply {
+        return ParsedReport {
+            kind: ReportKind::AutoReply,
+            recipients: vec![RecipientReport {
+                address: envelope.from.clone().unwrap_or_default(),
+                status: None,
+                class: FailureClass::Soft,
+                diagnostic: text::tidy(&envelope.subject),
+            }],
+            ..ParsedReport::not_a_report()
+        };
+    }
+    ParsedReport::not_a_report()
+}
+
+fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
+    let (feedback_type, mut recipients) = if let Some(feedback) = &body.feedback {
+        let recipients = if feedback.recipients.is_empty() {
+            body.returned.to.clone()
+        } else {
+            feedback.recipients.clone()
+        };
+        (feedback.feedback_type.clone(), recipients)
+    } else if arf::is_jmrp(envelope.from.as_deref(), &envelope.subject) {
+        (Some("abuse".to_string()), body.returned.to.clone())
+    } else if envelope.apple_unsubscribe {
+        // Apple Mail's "Unsubscribe" button mails the List-Unsubscribe
+        // address from the subscriber's own address: the subscriber asks
+        // never to be mailed again, which is what a complaint does.
+        (Some("unsubscribe".to_string()), envelope.from.iter().cloned().collect())
+    } else {
+        return None;
+    };
+    if recipients.is_empty() {
+        // Redacted: the returned Message-ID or the VERP tag still matches.
+        recipients.push(String::new());
+    }
+    let diagnostic = text::tidy(&format!(
+        "complaint: {}",
+        feedback_type.as_deref().unwrap_or("unspecified")
+    ));
+    Some(ParsedReport {
+        kind: ReportKind::Complaint,
+        recipients: recipients
+            .into_iter()
+            .map(|address| RecipientReport {
+                address,
+                status: None,
+                class: FailureClass::Hard,
+                diagnostic: diagnostic.clone(),
+            })
+            .collect(),
+        feedback_type,
+        ..ParsedReport::not_a_report()
+    })
+}
+
+fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
+    let failed: Vec<&DsnRecipient> = dsn
+        .iter()
+        .filter(|r| !r.is_success() && !r.is_delay())
+        .collect();
+    let (kind, listed) = if !failed.is_empty() {
+        (ReportKind::Bounce, failed)
+    } else {
+        let delayed: Vec<&DsnRecipient> = dsn.iter().filter(|r| r.is_delay()).collect();
+        if delayed.is_empty() {
+            return None;
+        }
+        (ReportKind::Delay, delayed)
+    };
+    let temporary = kind == ReportKind::Delay;
+    let notice_candidates = vendors::candidates(&body.notice, &|_| false);
+    let single = listed.len() == 1;
+    let recipients = listed
+        .into_iter()
+        .map(|r| {
+            let address = r.address.clone().unwrap_or_default();
+            let from_notice = notice_candidates
+                .iter()
+                .find(|c| c.address == address && c.has_code)
+                .map(|c| c.diagnostic.clone());
+            let diagnostic = match (&r.diagnostic, from_notice) {
+                (Some(d), _) if !d.trim().is_empty() => d.clone(),
+                (_, Some(d)) => d,
+                _ if single => vendors::notice_diagnostic(&body.notice),
+                _ => String::new(),
+            };
+            recipient(address, r.status.clone(), &diagnostic, temporary)
+        })
+        .collect();
+    Some(ParsedReport {
+        kind,
+        recipients,
+        ..ParsedReport::not_a_report()
+    })
+}
+
+fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedReport {
+    let own = |address: &str| {
+        envelope.addressed_to.iter().any(|a| a == address)
+            || envelope.from.as_deref() == Some(address)
+            || body.returned.senders.iter().any(|a| a == address)
+            || text::is_system_mailbox(address)
+    };
+    let candidates = vendors::candidates(&body.notice, &own);
+    let temporary = kind == ReportKind::Delay;
+    let fallback = || vendors::notice_diagnostic(&body.notice);
+    let diagnostic_for = |address: &str| {
+        candidates
+            .iter()
+            .find(|c| c.address == address)
+            .map(|c| c.diagnostic.clone())
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(fallback)
+    };
+    let mut listed: Vec<(String, String)> = if !envelope.failed_recipients.is_empty() {
+        envelope
+            .failed_recipients
+            .iter()
+            .map(|a| (a.clone(), diagnostic_for(a)))
+            .collect()
+    } else if !candidates.is_empty() {
+        candidates
+            .iter()
+            .map(|c| {
+                let diagnostic = if c.diagnostic.trim().is_empty() {
+                    fallback()
+                } else {
+                    c.diagnostic.clone()
+                };
+                (c.address.clone(), diagnostic)
+            })
+            .collect()
+    } else if body.returned.to.len() == 1 {
+        vec![(body.returned.to[0].clone(), fallback())]
+    } else {
+        vec![(String::new(), fallback())]
+    };
+    listed.truncate(MAX_RECIPIENTS);
+    ParsedReport {
+        kind,
+        recipients: listed
+            .into_iter()
+            .map(|(address, diagnostic)| recipient(address, None, &diagnostic, temporary))
+            .collect(),
+        ..ParsedReport::not_a_report()
+    }
+}
+
+/// A generic code (X.0.0, X.5.0 ...) says only "failed"; the server's own
+/// words often carry a specific one.
+fn is_generic(code: &str) -> bool {
+    status::reason_from_status(code).is_none()
+}
+
+/// One recipient's line: the status (given, found in the words, or
+/// derived), hard or soft, and the tidied diagnostic.
+fn recipient(
+    address: String,
+    given_status: Option<String>,
+    raw_diagnostic: &str,
+    temporary: bool,
+) -> RecipientReport {
+    let diagnostic = text::tidy(raw_diagnostic);
+    let in_words = status::find_enhanced(&diagnostic).map(|f| f.value);
+    let status = match (given_status, in_words) {
+        (Some(given), Some(words))
+            if is_generic(&given) && !is_generic(&words) && given.get(..1) == words.get(..1) =>
+        {
+            Some(words)
+        }
+        (Some(given), _) => Some(given),
+        (None, words) => words,
+    };
+    let reason = status::reason(status.as_deref(), &diagnostic);
+    let status = status.or_else(|| {
+        let smtp_code = status::find_smtp_code(&diagnostic).map(|f| f.value);
+        (smtp_code.is_some() || reason != status::Reason::Other)
+            .then(|| status::derive_status(smtp_code, reason, temporary))
+    });
+    let class = if temporary {
+        FailureClass::Soft
+    } else {
+        status::classify(status.as_deref(), reason)
+    };
+    RecipientReport {
+        address,
+        status,
+        class,
+        diagnostic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureClass::{Hard, Soft};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/bounces")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    struct Case {
+        file: &'static str,
+        kind: ReportKind,
+        recipients: &'static [(&'static str, Option<&'static str>, FailureClass)],
+        original_message_id: Option<&'static str>,
+        diagnostic_contains: &'static str,
+    }
+
+    const CASES: &[Case] = &[
+        Case {
+            file: "postfix-dsn.eml",
+            kind: ReportKind::Bounce,
+            recipients: &[("ghost@example.org", Some("5.1.1"), Hard)],
+            original_message_id: Some("issue-12.d42@herald.example"),
+            diagnostic_contains: "Recipient address rejected: User unknown in virtual mailbox table",
+        },
+        Case {
+            file: "exim.eml",
+            kind: ReportKind::Bounce,
+            recipients: &[("full@example.net", Some("5.2.2"), Soft)],
+            original_message_id: Some("issue-12.e7@herald.example"),
+            diagnostic_contains: "552 5.2.2 full@example.net: mailbox is full",
+        },
+        Case {
+            file: "qmail.eml",
+            kind: ReportKind::Bounce,
+            recipients: &[("nobody@example.com", Some("5.1.1"), Hard)],
+            original_message_id: Some("issue-12.q1@herald.example"),
+            diagnostic_contains: "no mailbox here by that name",
+        },
+        Case {
+            file: "arf.eml",
+            kind: ReportKind::Complaint,
+            recipients: &[("angry@example.com", None, Hard)],
+            original_message_id: Some("issue-12.a9@herald.example"),
+            diagnostic_contains: "abuse",
+        },
+        Case {
+            file: "vacation.eml",
+            kind: ReportKind::AutoReply,
+            recipients: &[("liwei@example.cn", None, Soft)],
+            original_message_id: Some("issue-12.v3@herald.example"),
+            diagnostic_contains: "自动回复",
+        },
+        Case {
+            file: "delay.eml",
+            kind: ReportKind::Delay,
+            recipients: &[("slow@example.net", Some("4.4.1"), Soft)],
+            original_message_id: Some("issue-12.s5@herald.example"),
+            diagnostic_contains: "Connection timed out",
+        },
+        Case {
+            file: "not-a-report.eml",
+            kind: ReportKind::None,
+            recipients: &[],
+            original_message_id: None,
+            diagnostic_contains: "",
+        },
+        Case {
+            // Cut in the middle of the notice: the DSN part and the returned
+            // headers never arrived, the notice still names the address.
+            file: "truncated.eml",
+            kind: ReportKind::Bounce,
+            recipients: &[("ghost@example.org", Some("5.1.1"), Hard)],
+            original_message_id: None,
+            diagnostic_contains: "550 5.1.1",
+        },
+        Case {
+            // Latin-1 bytes under a us-ascii label: the address with a
+            // non-ASCII local part is not taken (half an address would
+            // match the wrong subscriber), the other one is.
+            file: "non-utf8.eml",
+            kind: ReportKind::Bounce,
+            recipients: &[("inconnu@example.fr", Some("5.1.1"), Hard)],
+            original_message_id: None,
+            diagnostic_contains: "Utilisateur inconnu",
+        },
+    ];
+
+    #[test]
+    fn fixtures_parse_as_expected() {
+        for case in CASES {
+            let report = parse(&fixture(case.file));
+            let got: Vec<(&str, Option<&str>, FailureClass)> = report
+                .recipients
+                .iter()
+                .map(|r| (r.address.as_str(), r.status.as_deref(), r.class))
+                .collect();
+            assert_eq!(report.kind, case.kind, "{}: {report:#?}", case.file);
+            assert_eq!(got, case.recipients, "{}: {report:#?}", case.file);
+            assert_eq!(
+                report.original_message_id.as_deref(),
+                case.original_message_id,
+                "{}",
+                case.file
+            );
+            assert!(
+                report
+                    .recipients
+                    .iter()
+                    .all(|r| r.diagnostic.contains(case.diagnostic_contains)),
+                "{}: diagnostic lacks {:?}: {report:#?}",
+                case.file,
+                case.diagnostic_contains
+            );
+        }
+    }
+
+    #[test]
+    fn the_report_says_where_it_was_delivered() {
+        let report = parse(&fixture("postfix-dsn.eml"));
+        assert_eq!(report.addressed_to, ["bounces+d42.k3x9@herald.example"]);
+        let report = parse(&fixture("arf.eml"));
+        assert_eq!(report.feedback_type.as_deref(), Some("abuse"));
+    }
+
+    #[test]
+    fn garbage_is_not_a_report() {
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"\n\n\n".to_vec(),
+            (0..=255u8).cycle().take(100_000).collect(),
+            b"Subject: x\n\n".repeat(10_000),
+            b"Content-Type: multipart/report; boundary=b\n\n".to_vec(),
+        ];
+        for raw in cases {
+            let report = parse(&raw);
+            assert_eq!(report.kind, ReportKind::None, "{report:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_shapes_stay_bounded() {
+        // Thousands of parts, deep nesting, one endless line: each is cut
+        // by a cap and parses in well under a second even unoptimised.
+        let mut many_parts = b"From: MAILER-DAEMON@x.example\nSubject: Undeliverable\n\
+            Content-Type: multipart/mixed; boundary=b\n\n"
+            .to_vec();
+        for i in 0..20_000 {
+            many_parts.extend_from_slice(format!("--b\n\nuser{i}@example.com: 550 5.1.1 unknown\n").as_bytes());
+        }
+        let mut nested = b"Content-Type: multipart/mixed; boundary=a0\n\n".to_vec();
+        for depth in 1..5_000 {
+            nested.extend_from_slice(format!("--a{}\nContent-Type: multipart/mixed; boundary=a{depth}\n\n", depth - 1).as_bytes());
+        }
+        let mut endless = b"From: MAILER-DAEMON@x.example\nSubject: failure notice\n\n".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', 5_000_000));
+        endless.extend_from_slice(b" a@example.com 550 5.1.1");
+        for raw in [many_parts, nested, endless] {
+            let started = std::time::Instant::now();
+            let report = parse(&raw);
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+            assert!(report.recipients.len() <= MAX_RECIPIENTS);
+            assert!(report.recipients.iter().all(|r| r.diagnostic.chars().count() <= text::DIAGNOSTIC_CAP));
+        }
+    }
+}

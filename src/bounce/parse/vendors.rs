@@ -1,0 +1,380 @@
+//! Non-standard bounces: the human-readable notices of Postfix, Sendmail,
+//! Exim, qmail, Exchange, Gmail, Yahoo and the rest, which carry no
+//! machine-readable part (or a useless one).
+//!
+//! Rather than one template per mail system (Sisimai has ~70 and still
+//! misses new wordings), this reads the shape they all share: a notice
+//! that names each failed address, followed by what the remote server said,
+//! then a copy of the returned message. So: cut the notice at the returned
+//! message, find the addresses in it that are not the sender's or a mail
+//! system's, and take each one's diagnostic from the lines that follow it.
+
+use super::status::{find_enhanced, find_smtp_code};
+use super::text::find_addresses;
+
+/// Lines of a notice looked at. Real notices are a few dozen lines; the
+/// cap keeps a hostile "notice" of a million lines from costing more than
+/// a few milliseconds.
+const MAX_NOTICE_LINES: usize = 400;
+
+/// Lines after an address searched for its diagnostic.
+const MAX_CONTEXT_LINES: usize = 12;
+
+/// Where the notice ends and the copy of the returned message starts, if
+/// it is inline (qmail, Exim, Exchange's "Original message headers:").
+pub fn split_returned(text: &str) -> (&str, Option<&str>) {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if is_returned_marker(line) {
+            let rest = &text[offset + line.len()..];
+            return (&text[..offset], Some(rest));
+        }
+        if starts_returned_headers(line) && offset > 0 {
+            return (&text[..offset], Some(&text[offset..]));
+        }
+        offset += line.len();
+    }
+    (text, None)
+}
+
+fn is_returned_marker(line: &str) -> bool {
+    let trimmed = line.trim();
+    if trimmed.len() > 120 || trimmed.len() < 8 {
+        return false;
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let ruled = trimmed.starts_with(['-', '=', '_', '*', '+']) || trimmed.starts_with("> ");
+    let said = [
+        "copy of the message",
+        "copy of your message",
+        "original message",
+        "message follows",
+        "original headers",
+        "header of the original",
+        "headers of the original",
+        "headers of your message",
+        "unsent message",
+        "returned message",
+        "message header follows",
+        "message text follows",
+        "headers follow",
+    ]
+    .iter()
+    .any(|k| lower.contains(k));
+    (ruled && said)
+        || lower.starts_with("original message headers")
+        || lower.starts_with("below this line is a copy")
+        || lower.starts_with("--- below this line")
+        || lower == "content-type: message/rfc822"
+        || lower.starts_with("content-type: message/rfc822;")
+        || lower.starts_with("content-type: text/rfc822-headers")
+}
+
+/// A returned message pasted without a marker starts with its transport
+/// headers; nothing in a notice starts a line this way.
+fn starts_returned_headers(line: &str) -> bool {
+    let lower_prefix: String = line.chars().take(14).collect::<String>().to_ascii_lowercase();
+    lower_prefix.starts_with("return-path: ") || lower_prefix.starts_with("received: from")
+}
+
+/// Header names on a notice's lines that carry the sender's or a mail
+/// system's address, never a failed recipient.
+fn is_sender_line(lower: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "from:",
+        "sender:",
+        "reply-to:",
+        "return-path:",
+        "message-id:",
+        "references:",
+        "in-reply-to:",
+        "received:",
+        "reporting-mta:",
+        "x-",
+        "mail from",
+        "envelope-from",
+        "envelope from",
+        "original-mail-from",
+        "originalsender",
+        "sent by",
+    ];
+    PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+/// One address a notice says failed, with the text that says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub address: String,
+    pub diagnostic: String,
+    /// Whether `diagnostic` contains a status or reply code.
+    pub has_code: bool,
+}
+
+fn has_code(text: &str) -> bool {
+    find_enhanced(text).is_some() || find_smtp_code(text).is_some()
+}
+
+/// The addresses a notice names, in order, and what it says about each.
+/// `skip` says which addresses are the sender's or a system's.
+pub fn candidates(notice: &str, skip: &dyn Fn(&str) -> bool) -> Vec<Candidate> {
+    let lines: Vec<&str> = notice.lines().take(MAX_NOTICE_LINES).collect();
+    // (line index, byte end of the address in the line, address)
+    let mut mentions: Vec<(usize, usize, String)> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let lower = line.trim_start().to_ascii_lowercase();
+        if is_sender_line(&lower) {
+            continue;
+        }
+        for found in find_addresses(line) {
+            if !skip(&found.address) {
+                mentions.push((index, found.end, found.address));
+            }
+        }
+    }
+    let mut out: Vec<Candidate> = Vec::new();
+    for (k, (index, end, address)) in mentions.iter().enumerate() {
+        // The context runs to the next line naming another address.
+        let next = mentions[k + 1..]
+            .iter()
+            .find(|(i, _, a)| a != address && *i > *index)
+            .map_or(lines.len(), |(i, _, _)| *i);
+        let stop = next.min(index + MAX_CONTEXT_LINES).max(index + 1);
+        let diagnostic = diagnostic_after(&lines, *index, *end, stop);
+        let candidate = Candidate {
+            has_code: has_code(&diagnostic),
+            address: address.clone(),
+            diagnostic,
+        };
+        match out.iter_mut().find(|c| c.address == *address) {
+            Some(existing) => {
+                if !existing.has_code && candidate.has_code {
+                    *existing = candidate;
+                }
+            }
+            None => out.push(candidate),
+        }
+    }
+    out
+}
+
+/// The diagnostic for an address named on `lines[index]` ending at byte
+/// `end`: the first line up to `stop` with a reply or status code and its
+/// continuation; else the rest of the address's paragraph; else the next
+/// paragraph.
+fn diagnostic_after(lines: &[&str], index: usize, end: usize, stop: usize) -> String {
+    let first_rest = lines[index].get(end..).unwrap_or_default();
+    let context = || {
+        std::iter::once(first_rest).chain(lines[index + 1..stop.min(lines.len())].iter().copied())
+    };
+    if let Some(at) = context().position(has_code) {
+        return paragraph_from(context().skip(at));
+    }
+    let rest_has_words = first_rest.chars().filter(|c| c.is_alphabetic()).count() >= 8;
+    if rest_has_words {
+        return paragraph_from(context());
+    }
+    let after_blank = context()
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty())
+        .collect::<Vec<_>>();
+    paragraph_from(after_blank.into_iter())
+}
+
+/// The lines from the start of `lines` to the first blank one, at most six.
+fn paragraph_from<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for line in lines.skip_while(|l| l.trim().is_empty()).take(6) {
+        if line.trim().is_empty() {
+            break;
+        }
+        out.push_str(line.trim());
+        out.push(' ');
+    }
+    out
+}
+
+/// The most telling line of a notice that named no address: the first line
+/// with a reply or status code and its paragraph, or the whole notice.
+pub fn notice_diagnostic(notice: &str) -> String {
+    let lines: Vec<&str> = notice.lines().take(MAX_NOTICE_LINES).collect();
+    match lines.iter().position(|l| has_code(l)) {
+        Some(at) => paragraph_from(lines[at..].iter().copied()),
+        None => notice.to_string(),
+    }
+}
+
+/// Subjects of bounces, lowercased.
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undeliver",
+    "undelivered",
+    "delivery status notification",
+    "delivery failure",
+    "delivery failed",
+    "delivery has failed",
+    "failure notice",
+    "failed delivery",
+    "returned mail",
+    "returned to sender",
+    "mail delivery",
+    "mail system error",
+    "non remis",
+    "non-remis",
+    "nondeliverable",
+    "non-deliverable",
+    "not delivered",
+    "could not be delivered",
+    "delivery notification",
+    "delivery problem",
+    "unzustellbar",
+    "rejected:",
+    "mail failure",
+    "message failure",
+    "warning: could not send",
+    "permanent error",
+    "delivery report",
+    "bounce",
+    "error sending message",
+    "unable to deliver",
+    "notice of delivery",
+    "message you sent",
+    "message not delivered",
+    "delayed mail",
+    "delivery delay",
+    "still undelivered",
+];
+
+/// Phrases of bounce notices, lowercased.
+const BOUNCE_PHRASES: &[&str] = &[
+    "qmail-send program",
+    "could not be delivered",
+    "couldn't be delivered",
+    "could not deliver",
+    "was not delivered",
+    "wasn't delivered",
+    "not be delivered",
+    "delivery has failed",
+    "delivery to the following recipient",
+    "failed permanently",
+    "permanent error",
+    "permanent fatal error",
+    "fatal error",
+    "undeliverable",
+    "unable to deliver",
+    "delivery failed",
+    "mail delivery failed",
+    "did not reach",
+    "has been rejected",
+    "was rejected",
+    "returned to sender",
+    "this is the mail system at host",
+    "the following address",
+    "the following recipient",
+    "message could not be",
+    "delivery status notification",
+    "non-delivery",
+    "nondelivery",
+];
+
+/// Phrases of delay warnings, lowercased: the message is still queued.
+const DELAY_PHRASES: &[&str] = &[
+    "this is a warning message only",
+    "you do not need to resend",
+    "will continue trying",
+    "will keep trying",
+    "will retry",
+    "still trying",
+    "has not yet been delivered",
+    "have not yet received",
+    "not yet been delivered",
+    "delivery delayed",
+    "delivery has been delayed",
+    "message delayed",
+    "is delayed",
+];
+
+/// Whether the sender looks like a mail system (not a person).
+pub fn is_system_sender(address: Option<&str>, display_name: &str) -> bool {
+    let name = display_name.to_ascii_lowercase();
+    address.is_some_and(super::text::is_system_mailbox)
+        || name.contains("mail delivery")
+        || name.contains("mailer-daemon")
+        || name.contains("mailer daemon")
+        || name.contains("postmaster")
+        || name.contains("mail administrator")
+}
+
+pub fn subject_says_bounce(subject_lower: &str) -> bool {
+    BOUNCE_SUBJECTS.iter().any(|s| subject_lower.contains(s))
+}
+
+pub fn notice_says_bounce(notice_lower: &str) -> bool {
+    BOUNCE_PHRASES.iter().any(|s| notice_lower.contains(s))
+}
+
+/// A warning that delivery is late, not a failure. Only the notice's
+/// opening is read: a final failure may quote old warnings further down.
+pub fn notice_says_delay(subject_lower: &str, notice_lower: &str) -> bool {
+    let opening = super::text::prefix(notice_lower, 2000);
+    let subject_delay = ["delayed", "delay)", "delay:", "warning: could not send", "still undelivered"]
+        .iter()
+        .any(|s| subject_lower.contains(s));
+    let final_failure = ["permanent", "failed permanently", "fatal error", "given up", "gave up"]
+        .iter()
+        .any(|s| opening.contains(s));
+    !final_failure && (subject_delay || DELAY_PHRASES.iter().any(|s| opening.contains(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn qmail_notice() {
+        let text = "Hi. This is the qmail-send program at mx4.example.jp.\n\
+                    I'm afraid I wasn't able to deliver your message to the following addresses.\n\n\
+                    <kijitora@example.ne.jp>:\n\
+                    Sorry, remote host 192.0.2.32 said: 550 Unknown user kijitora@example.ne.jp\n\
+                    . (#5.5.0)\n\n\
+                    --- Below this line is a copy of the message.\n\n\
+                    Return-Path: <nekochan@example.jp>\nTo: kuroneko@example.com\n";
+        let (notice, returned) = split_returned(text);
+        assert!(returned.is_some_and(|r| r.contains("kuroneko@example.com")));
+        let got = candidates(notice, &none);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].address, "kijitora@example.ne.jp");
+        assert!(got[0].diagnostic.contains("550 Unknown user"), "{got:?}");
+    }
+
+    #[test]
+    fn gmail_notice_takes_the_next_paragraph() {
+        let text = "Delivery to the following recipient failed permanently:\n\n     \
+                    kijitora@example.jp\n\nTechnical details of permanent failure:\n\
+                    Google tried to deliver your message, but it was rejected by the server.\n\
+                    The error that the other server returned was:\n\
+                    550 5.1.1 <kijitora@example.jp>: Recipient address rejected\n";
+        let got = candidates(text, &none);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].diagnostic.starts_with("550 5.1.1"), "{got:?}");
+    }
+
+    #[test]
+    fn sender_lines_and_skipped_addresses_are_not_recipients() {
+        let text = "From: me@example.org\nMAIL FROM:<me@example.org>\n\
+                    Contact postmaster@example.net\n  a@example.com\n    550 no\n";
+        let skip = |a: &str| a == "postmaster@example.net";
+        let got = candidates(text, &skip);
+        assert_eq!(got.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["a@example.com"]);
+    }
+
+    #[test]
+    fn delays() {
+        assert!(notice_says_delay("warning: could not send message for past 4 hours", ""));
+        assert!(notice_says_delay("", "this is a warning message only. you do not need to resend"));
+        assert!(!notice_says_delay("delivery status notification (delay)", "permanent error; gave up"));
+        assert!(!notice_says_delay("undeliverable", "the mailbox does not exist"));
+    }
+}

@@ -1,0 +1,181 @@
+//! Bounce and complaint reports, the recipients each names, and what they
+//! matched. The enum columns are bound and read as the bounce stage's
+//! `as_str` spellings; the CHECK constraints keep them to those.
+
+use sqlx::Row;
+
+use super::{Millis, Tx};
+
+pub struct NewReport<'a> {
+    pub received_at: Millis,
+    pub channel: &'static str,
+    pub provider: Option<&'static str>,
+    pub kind: &'static str,
+    pub dedupe_key: &'a str,
+    /// The parse result as JSON.
+    pub parsed: &'a str,
+    pub raw: &'a [u8],
+}
+
+/// Stores a report unless one with the same dedupe key is stored already:
+/// `None` then (a duplicate), and nothing is written.
+pub async fn insert_report(tx: &mut Tx<'_>, new: &NewReport<'_>) -> sqlx::Result<Option<i64>> {
+    let row = sqlx::query(
+        "INSERT INTO bounce_reports
+             (received_at, channel, provider, kind, dedupe_key, parsed, raw, matched, unmatched)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(new.received_at)
+    .bind(new.channel)
+    .bind(new.provider)
+    .bind(new.kind)
+    .bind(new.dedupe_key)
+    .bind(new.parsed)
+    .bind(new.raw)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub async fn find_report_id_by_dedupe_key(
+    tx: &mut Tx<'_>,
+    dedupe_key: &str,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT id FROM bounce_reports WHERE dedupe_key = ?")
+        .bind(dedupe_key)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+pub async fn set_report_counts(
+    tx: &mut Tx<'_>,
+    report_id: i64,
+    matched: usize,
+    unmatched: usize,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE bounce_reports SET matched = ?, unmatched = ? WHERE id = ?")
+        .bind(i64::try_from(matched).unwrap_or(i64::MAX))
+        .bind(i64::try_from(unmatched).unwrap_or(i64::MAX))
+        .bind(report_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub struct NewReportRecipient<'a> {
+    pub report_id: i64,
+    pub kind: &'static str,
+    pub address: &'a str,
+    pub status: Option<&'a str>,
+    pub class: &'static str,
+    pub diagnostic: &'a str,
+    /// `verp`, `message-id` or `address`; `None`: matched nothing.
+    pub matched_by: Option<&'static str>,
+    pub delivery_id: Option<i64>,
+    pub subscriber_id: Option<i64>,
+    pub at: Millis,
+}
+
+pub async fn insert_report_recipient(
+    tx: &mut Tx<'_>,
+    new: &NewReportRecipient<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO bounce_recipients
+             (report_id, kind, address, status, class, diagnostic, matched_by, delivery_id, subscriber_id, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.report_id)
+    .bind(new.kind)
+    .bind(new.address)
+    .bind(new.status)
+    .bind(new.class)
+    .bind(new.diagnostic)
+    .bind(new.matched_by)
+    .bind(new.delivery_id)
+    .bind(new.subscriber_id)
+    .bind(new.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A subscriber's soft-bounced deliveries since `since`, each counted once
+/// however many reports name it. A report matched by address alone names
+/// no delivery and counts as its own.
+pub async fn count_soft_bounced_deliveries(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    since: Millis,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT COALESCE(delivery_id, -report_id)) FROM bounce_recipients
+         WHERE subscriber_id = ? AND kind = 'bounce' AND class = 'soft' AND at >= ?",
+    )
+    .bind(subscriber_id)
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Empties the raw messages of reports received before `before`; the parse
+/// result and the matches stay. Walks only rows still holding one (a
+/// partial index), so it is cheap to run on every report.
+pub async fn purge_raw_messages(tx: &mut Tx<'_>, before: Millis) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE bounce_reports SET raw = NULL WHERE raw IS NOT NULL AND received_at < ?",
+    )
+    .bind(before)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// One report as `herald bounces list` shows it.
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    pub id: i64,
+    pub received_at: Millis,
+    pub channel: String,
+    pub provider: Option<String>,
+    pub kind: String,
+    pub matched: i64,
+    pub unmatched: i64,
+    pub raw_kept: bool,
+    /// A JSON array of `{address, status, class, diagnostic, matched_by,
+    /// delivery_id, subscriber_id}`.
+    pub recipients_json: String,
+}
+
+/// The newest reports first, each with its recipients.
+pub async fn list_reports(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<ReportRow>> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.received_at, r.channel, r.provider, r.kind, r.matched, r.unmatched,
+                r.raw IS NOT NULL,
+                (SELECT json_group_array(json_object(
+                     'address', b.address, 'status', b.status, 'class', b.class,
+                     'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
+                     'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id))
+                 FROM bounce_recipients b WHERE b.report_id = r.id)
+         FROM bounce_reports r ORDER BY r.id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ReportRow {
+            id: r.get(0),
+            received_at: r.get(1),
+            channel: r.get(2),
+            provider: r.get(3),
+            kind: r.get(4),
+            matched: r.get(5),
+            unmatched: r.get(6),
+            raw_kept: r.get(7),
+            recipients_json: r.get(8),
+        })
+        .collect())
+}

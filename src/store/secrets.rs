@@ -1,0 +1,25 @@
+//! Secrets Herald makes for itself and keeps in the database.
+
+use sqlx::Row;
+
+use super::{Millis, Tx};
+use crate::domain::VerpKey;
+
+/// The key that signs VERP tags: made on first use (random, 32 bytes) and
+/// the same ever after. One statement: an upsert that leaves an existing
+/// key alone and returns whichever key is stored, so two processes racing
+/// to make it agree on one. Needs a write transaction.
+pub async fn verp_key(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<VerpKey> {
+    let fresh = VerpKey::generate();
+    let row = sqlx::query(
+        "INSERT INTO secrets (name, value, created_at) VALUES ('verp', ?, ?)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING value",
+    )
+    .bind(fresh.as_bytes())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let stored: Vec<u8> = row.get(0);
+    VerpKey::from_bytes(&stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}

@@ -1,0 +1,236 @@
+//! The bounce parser against the shared corpus of real reports, and
+//! `herald bounces parse` through the real binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use herald::bounce::{parse, FailureClass, ReportKind};
+use serde::Deserialize;
+
+use crate::helpers::{herald, repo_path, stderr};
+
+/// The shared corpus beside the repository (`../shared/bounces`), as CI
+/// lays it out too.
+fn corpus_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bounces");
+    assert!(
+        dir.join("expected.json").is_file(),
+        "the shared bounce corpus is missing: expected {} (copy shared/ beside the repository)",
+        dir.display()
+    );
+    dir
+}
+
+#[derive(Debug, Deserialize)]
+struct SisimaiReading {
+    recipient: String,
+    reason: String,
+    soft: i8,
+}
+
+/// Where we find a recipient Sisimai does not, or Sisimai finds one that
+/// is not in the file: (file, Sisimai's address, why).
+const ALLOWED_MISSING: &[(&str, &str, &str)] = &[(
+    "arf-11.eml",
+    "undisclosed-recipient-in-headers@libsisimai.org.invalid",
+    "Sisimai invents this address when a complaint names no recipient; \
+     herald reports the complaint with an empty address (the returned \
+     Message-ID or VERP tag then matches).",
+)];
+
+/// Where we give another hard/soft class than Sisimai on purpose:
+/// (file, address, why).
+const ALLOWED_CLASS: &[(&str, &str, &str)] = &[];
+
+/// Files we read as another kind than Sisimai on purpose: (file, why).
+const ALLOWED_KIND: &[(&str, &str)] = &[(
+    "arf-26.eml",
+    "Apple Mail's unsubscribe-by-mail (X-Apple-Unsubscribe: true): Sisimai \
+     calls it a vacation reply; it is the subscriber asking never to be \
+     mailed again, so herald reads it as a complaint (feedback type \
+     \"unsubscribe\"), which stops mail to them.",
+)];
+
+#[test]
+fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
+    let dir = corpus_dir();
+    let expected: BTreeMap<String, Vec<SisimaiReading>> = serde_json::from_slice(
+        &std::fs::read(dir.join("expected.json")).expect("expected.json"),
+    )
+    .expect("expected.json parses");
+    assert!(expected.len() >= 300, "only {} files in expected.json", expected.len());
+
+    let (mut listed, mut found, mut comparable, mut same_class) = (0, 0, 0, 0);
+    let mut missing = Vec::new();
+    let mut class_differs = Vec::new();
+    for (file, readings) in &expected {
+        let raw = std::fs::read(dir.join("corpus").join(file)).expect("corpus file");
+        let report = parse(&raw);
+        if file.starts_with("arf-") {
+            assert_eq!(report.kind, ReportKind::Complaint, "{file} is a complaint: {report:#?}");
+        }
+        if file.starts_with("rfc3834-") {
+            assert_eq!(report.kind, ReportKind::AutoReply, "{file}: {report:#?}");
+        }
+        for reading in readings {
+            let address = reading.recipient.to_lowercase();
+            if ALLOWED_MISSING.iter().any(|(f, a, _)| f == file && *a == address) {
+                continue;
+            }
+            listed += 1;
+            let expected_kind = match reading.reason.as_str() {
+                "feedback" => ReportKind::Complaint,
+                "vacation" => ReportKind::AutoReply,
+                _ => ReportKind::Bounce,
+            };
+            let kind_ok = report.kind == expected_kind
+                // Sisimai counts a delay notice as a failure ("expired");
+                // herald lists the recipient and calls it a delay.
+                || (expected_kind == ReportKind::Bounce && report.kind == ReportKind::Delay)
+                || ALLOWED_KIND.iter().any(|(f, _)| f == file);
+            let Some(ours) = report.recipients.iter().find(|r| r.address == address) else {
+                missing.push(format!("{file}: {address} ({}) not in {report:?}", reading.reason));
+                continue;
+            };
+            if !kind_ok {
+                missing.push(format!("{file}: {address} read as {:?}, not {expected_kind:?}", report.kind));
+                continue;
+            }
+            found += 1;
+            if reading.soft == -1 {
+                continue;
+            }
+            comparable += 1;
+            let theirs = if reading.soft == 1 { FailureClass::Soft } else { FailureClass::Hard };
+            if ours.class == theirs
+                || ALLOWED_CLASS.iter().any(|(f, a, _)| f == file && *a == address)
+            {
+                same_class += 1;
+            } else {
+                class_differs.push(format!(
+                    "{file}: {address} Sisimai {} {theirs:?}, herald {:?} {:?} {:?}",
+                    reading.reason, ours.status, ours.class, ours.diagnostic
+                ));
+            }
+        }
+    }
+    let found_share = found as f64 / listed as f64;
+    let class_share = same_class as f64 / comparable as f64;
+    eprintln!(
+        "found {found}/{listed} ({:.1}%), same class {same_class}/{comparable} ({:.1}%)",
+        found_share * 100.0,
+        class_share * 100.0
+    );
+    assert!(
+        found_share >= 0.95,
+        "found {found} of {listed} recipients; missing:\n{}",
+        missing.join("\n")
+    );
+    assert!(
+        class_share >= 0.90,
+        "same class for {same_class} of {comparable}; different:\n{}",
+        class_differs.join("\n")
+    );
+}
+
+#[test]
+fn auto_replies_and_ordinary_mail_are_never_failures() {
+    let dir = corpus_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("not-bounces"))
+        .expect("not-bounces/")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(dir.join("corpus"))
+            .expect("corpus/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rfc3834-"))),
+    );
+    assert!(files.len() >= 4, "{files:?}");
+    for path in files {
+        let report = parse(&std::fs::read(&path).expect("file"));
+        assert!(
+            !matches!(report.kind, ReportKind::Bounce | ReportKind::Complaint),
+            "{}: {report:#?}",
+            path.display()
+        );
+    }
+}
+
+/// A 50 MB bounce (a DSN returning a huge attachment): the answer comes
+/// from the first megabyte, fast, and the binary never holds the file.
+#[test]
+fn a_fifty_megabyte_report_is_parsed_quickly_in_bounded_memory() {
+    let mut raw = std::fs::read(repo_path("tests/fixtures/bounces/postfix-dsn.eml")).expect("fixture");
+    let end = raw
+        .windows(2)
+        .rposition(|w| w == b"--")
+        .expect("closing boundary");
+    raw.truncate(end);
+    raw.extend_from_slice(b"--4F2A81C0123.1764324002/mail.herald.example\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n");
+    let line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n";
+    while raw.len() < 50 * 1024 * 1024 {
+        raw.extend_from_slice(line);
+    }
+
+    let started = Instant::now();
+    let report = parse(&raw);
+    let took = started.elapsed();
+    assert_eq!(report.kind, ReportKind::Bounce);
+    assert_eq!(report.recipients[0].address, "ghost@example.org");
+    assert!(took < Duration::from_secs(5), "50 MB took {took:?}");
+
+    // The binary under a 128 MiB address-space limit: reading the whole
+    // file (plus mail-parser's decoded copy) would not fit.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.eml");
+    std::fs::write(&path, &raw).expect("write");
+    drop(raw);
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 131072 && exec "$0" bounces parse --json "$1""#)
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .arg(&path)
+        .output()
+        .expect("sh runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""kind": "bounce""#), "{stdout}");
+}
+
+#[test]
+fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
+    let fixtures = repo_path("tests/fixtures/bounces");
+    let dsn = fixtures.join("postfix-dsn.eml");
+    let vacation = fixtures.join("vacation.eml");
+    let missing = fixtures.join("no-such-file.eml");
+    let dsn_arg = dsn.to_string_lossy().into_owned();
+    let missing_arg = missing.to_string_lossy().into_owned();
+    let vacation_arg = vacation.to_string_lossy().into_owned();
+    let output = herald(
+        &["bounces", "parse", "--json", &dsn_arg, &missing_arg, &vacation_arg],
+        &fixtures,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no-such-file.eml"), "{}", stderr(&output));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!(
+            r#"{{"file": "{dsn_arg}", "kind": "bounce", "recipients": [{{"address": "ghost@example.org", "status": "5.1.1", "class": "hard", "diagnostic": "550 5.1.1 <ghost@example.org>: Recipient address rejected: User unknown in virtual mailbox table"}}]}}"#
+        )
+    );
+    let second: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
+    assert_eq!(second["kind"], "auto-reply");
+    assert_eq!(second["recipients"][0]["address"], "liwei@example.cn");
+
+    // Without --json: a table with a header and one row per recipient.
+    let output = herald(&["bounces", "parse", &dsn_arg], &fixtures);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.lines().next().is_some_and(|l| l.starts_with("FILE")), "{table}");
+    assert!(table.contains("ghost@example.org") && table.contains("5.1.1") && table.contains("hard"), "{table}");
+}
