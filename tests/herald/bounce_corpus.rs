@@ -55,11 +55,14 @@ const ALLOWED_KIND: &[(&str, &str)] = &[(
 #[test]
 fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
     let dir = corpus_dir();
-    let expected: BTreeMap<String, Vec<SisimaiReading>> = serde_json::from_slice(
-        &std::fs::read(dir.join("expected.json")).expect("expected.json"),
-    )
-    .expect("expected.json parses");
-    assert!(expected.len() >= 300, "only {} files in expected.json", expected.len());
+    let expected: BTreeMap<String, Vec<SisimaiReading>> =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("expected.json"))
+            .expect("expected.json parses");
+    assert!(
+        expected.len() >= 300,
+        "only {} files in expected.json",
+        expected.len()
+    );
 
     let (mut listed, mut found, mut comparable, mut same_class) = (0, 0, 0, 0);
     let mut missing = Vec::new();
@@ -68,14 +71,21 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
         let raw = std::fs::read(dir.join("corpus").join(file)).expect("corpus file");
         let report = parse(&raw);
         if file.starts_with("arf-") {
-            assert_eq!(report.kind, ReportKind::Complaint, "{file} is a complaint: {report:#?}");
+            assert_eq!(
+                report.kind,
+                ReportKind::Complaint,
+                "{file} is a complaint: {report:#?}"
+            );
         }
         if file.starts_with("rfc3834-") {
             assert_eq!(report.kind, ReportKind::AutoReply, "{file}: {report:#?}");
         }
         for reading in readings {
             let address = reading.recipient.to_lowercase();
-            if ALLOWED_MISSING.iter().any(|(f, a, _)| f == file && *a == address) {
+            if ALLOWED_MISSING
+                .iter()
+                .any(|(f, a, _)| f == file && *a == address)
+            {
                 continue;
             }
             listed += 1;
@@ -90,11 +100,17 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
                 || (expected_kind == ReportKind::Bounce && report.kind == ReportKind::Delay)
                 || ALLOWED_KIND.iter().any(|(f, _)| f == file);
             let Some(ours) = report.recipients.iter().find(|r| r.address == address) else {
-                missing.push(format!("{file}: {address} ({}) not in {report:?}", reading.reason));
+                missing.push(format!(
+                    "{file}: {address} ({}) not in {report:?}",
+                    reading.reason
+                ));
                 continue;
             };
             if !kind_ok {
-                missing.push(format!("{file}: {address} read as {:?}, not {expected_kind:?}", report.kind));
+                missing.push(format!(
+                    "{file}: {address} read as {:?}, not {expected_kind:?}",
+                    report.kind
+                ));
                 continue;
             }
             found += 1;
@@ -102,9 +118,15 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
                 continue;
             }
             comparable += 1;
-            let theirs = if reading.soft == 1 { FailureClass::Soft } else { FailureClass::Hard };
+            let theirs = if reading.soft == 1 {
+                FailureClass::Soft
+            } else {
+                FailureClass::Hard
+            };
             if ours.class == theirs
-                || ALLOWED_CLASS.iter().any(|(f, a, _)| f == file && *a == address)
+                || ALLOWED_CLASS
+                    .iter()
+                    .any(|(f, a, _)| f == file && *a == address)
             {
                 same_class += 1;
             } else {
@@ -145,7 +167,10 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
         std::fs::read_dir(dir.join("corpus"))
             .expect("corpus/")
             .map(|e| e.expect("entry").path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rfc3834-"))),
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("rfc3834-"))
+            }),
     );
     assert!(files.len() >= 4, "{files:?}");
     for path in files {
@@ -162,7 +187,8 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
 /// from the first megabyte, fast, and the binary never holds the file.
 #[test]
 fn a_fifty_megabyte_report_is_parsed_quickly_in_bounded_memory() {
-    let mut raw = std::fs::read(repo_path("tests/fixtures/bounces/postfix-dsn.eml")).expect("fixture");
+    let mut raw =
+        std::fs::read(repo_path("tests/fixtures/bounces/postfix-dsn.eml")).expect("fixture");
     let end = raw
         .windows(2)
         .rposition(|w| w == b"--")
@@ -209,11 +235,22 @@ fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
     let missing_arg = missing.to_string_lossy().into_owned();
     let vacation_arg = vacation.to_string_lossy().into_owned();
     let output = herald(
-        &["bounces", "parse", "--json", &dsn_arg, &missing_arg, &vacation_arg],
+        &[
+            "bounces",
+            "parse",
+            "--json",
+            &dsn_arg,
+            &missing_arg,
+            &vacation_arg,
+        ],
         &fixtures,
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no-such-file.eml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no-such-file.eml"),
+        "{}",
+        stderr(&output)
+    );
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -231,6 +268,12 @@ fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
     let output = herald(&["bounces", "parse", &dsn_arg], &fixtures);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.lines().next().is_some_and(|l| l.starts_with("FILE")), "{table}");
-    assert!(table.contains("ghost@example.org") && table.contains("5.1.1") && table.contains("hard"), "{table}");
+    assert!(
+        table.lines().next().is_some_and(|l| l.starts_with("FILE")),
+        "{table}"
+    );
+    assert!(
+        table.contains("ghost@example.org") && table.contains("5.1.1") && table.contains("hard"),
+        "{table}"
+    );
 }

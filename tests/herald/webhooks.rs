@@ -316,6 +316,14 @@ impl WebhookApp {
         snapshot
     }
 
+    /// (provider, kind) of every report recorded, oldest first.
+    async fn reports(&self) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT provider, kind FROM bounce_reports ORDER BY id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -492,6 +500,13 @@ async fn ses_through_sns_confirms_verifies_and_records() {
         (after["rows in webhook_replays"].parse::<i64>().unwrap() + 1).to_string(),
     );
     assert_eq!(app.snapshot().await, expected);
+    assert_eq!(
+        app.reports().await,
+        vec![
+            ("ses".to_string(), "bounce".to_string()),
+            ("ses".to_string(), "complaint".to_string())
+        ]
+    );
 
     // One certificate fetch served every message.
     assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), 1);
@@ -503,13 +518,13 @@ async fn mailgun_signed_events_current_and_legacy() {
     app.add_subscriber("alice@example.com").await;
     app.add_subscriber("carol@example.com").await;
     let json_headers = [("content-type", "application/json".to_string())];
-    let failed = |timestamp: i64, token: &str, key: &str| {
+    let failed = |timestamp: i64, token: &str, key: &str, event_id: &str| {
         let timestamp = timestamp.to_string();
         json!({
             "signature": {"timestamp": timestamp, "token": token,
                           "signature": hmac_hex(key, &[timestamp.as_bytes(), token.as_bytes()])},
             "event-data": {
-                "event": "failed", "id": format!("ev-{token}"), "timestamp": 1521233123.501324,
+                "event": "failed", "id": event_id, "timestamp": 1521233123.501324,
                 "severity": "permanent", "reason": "bounce", "recipient": "alice@example.com",
                 "envelope": {"sender": "bounces@example.com", "transport": "smtp", "targets": "alice@example.com"},
                 "message": {"headers": {"to": "Alice <alice@example.com>", "message-id": "issue-1.abc@example.com",
@@ -525,6 +540,7 @@ async fn mailgun_signed_events_current_and_legacy() {
         unix_now(),
         "token-forged-0123456789abcdef0123456789abcdef01",
         "not-the-key",
+        "ev-forged",
     );
     app.assert_refused(
         "a forged Mailgun event",
@@ -536,6 +552,7 @@ async fn mailgun_signed_events_current_and_legacy() {
         unix_now() - 3600,
         "token-stale-0123456789abcdef0123456789abcdef012",
         MAILGUN_KEY,
+        "ev-stale",
     );
     app.assert_refused(
         "a stale Mailgun event",
@@ -556,6 +573,7 @@ async fn mailgun_signed_events_current_and_legacy() {
         unix_now(),
         "token-good-0123456789abcdef0123456789abcdef0123",
         MAILGUN_KEY,
+        "ev-good",
     );
     assert_eq!(
         app.post("/webhooks/mailgun", &json_headers, good.clone())
@@ -570,6 +588,32 @@ async fn mailgun_signed_events_current_and_legacy() {
         &after,
     )
     .await;
+    // Mailgun's own retry of the same event comes with a new token and
+    // signature: accepted, and recorded once (the event id).
+    let retried = failed(
+        unix_now(),
+        "token-retry-0123456789abcdef0123456789abcdef012",
+        MAILGUN_KEY,
+        "ev-good",
+    );
+    assert_eq!(
+        app.post("/webhooks/mailgun", &json_headers, retried).await,
+        StatusCode::OK
+    );
+    let mut expected = after.clone();
+    expected.insert(
+        "rows in webhook_replays".into(),
+        (after["rows in webhook_replays"].parse::<i64>().unwrap() + 1).to_string(),
+    );
+    assert_eq!(
+        app.snapshot().await,
+        expected,
+        "a retried event counted twice"
+    );
+    assert_eq!(
+        app.reports().await,
+        vec![("mailgun".to_string(), "bounce".to_string())]
+    );
 
     // The legacy form webhook: a complaint.
     let timestamp = unix_now().to_string();
@@ -689,6 +733,12 @@ async fn sendgrid_signed_event_batches() {
         app.state_of("late@example.com").await,
         "active",
         "a deferral is only a delay"
+    );
+    // One report per event that is one; the delivered event is none.
+    let sendgrid = |kind: &str| ("sendgrid".to_string(), kind.to_string());
+    assert_eq!(
+        app.reports().await,
+        vec![sendgrid("bounce"), sendgrid("complaint"), sendgrid("delay")]
     );
     let after = app.snapshot().await;
     app.assert_refused(

@@ -26,9 +26,9 @@ pub fn feedback(text: &str, max_lines: usize) -> Feedback {
                     out.feedback_type = Some(kind.to_ascii_lowercase());
                 }
             }
-            "original-rcpt-to" => {
-                out.recipients.extend(find_addresses(&value).into_iter().map(|a| a.address))
-            }
+            "original-rcpt-to" => out
+                .recipients
+                .extend(find_addresses(&value).into_iter().map(|a| a.address)),
             "removal-recipient" => {
                 removal.extend(find_addresses(&value).into_iter().map(|a| a.address))
             }
@@ -60,7 +60,10 @@ mod tests {
         let got = feedback(text, 100);
         assert_eq!(got.feedback_type.as_deref(), Some("abuse"));
         assert_eq!(got.recipients, ["a@example.com", "b@example.org"]);
-        let only_removal = feedback("Feedback-Type: abuse\nRemoval-Recipient: c@example.net\n", 100);
+        let only_removal = feedback(
+            "Feedback-Type: abuse\nRemoval-Recipient: c@example.net\n",
+            100,
+        );
         assert_eq!(only_removal.recipients, ["c@example.net"]);
     }
 }

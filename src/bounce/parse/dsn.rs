@@ -162,10 +162,16 @@ mod tests {
                     Status: 4.4.7 (delivery time expired)\n";
         let got = recipients(text, 1000);
         assert_eq!(got.len(), 2, "{got:?}");
-        assert_eq!(got[0].address.as_deref(), Some("userunknown@neko.example.jp"));
+        assert_eq!(
+            got[0].address.as_deref(),
+            Some("userunknown@neko.example.jp")
+        );
         assert_eq!(got[0].action.as_deref(), Some("failed"));
         assert_eq!(got[0].status.as_deref(), Some("5.1.1"));
-        assert_eq!(got[0].diagnostic.as_deref(), Some("550 5.1.1 Mailbox does not exist"));
+        assert_eq!(
+            got[0].diagnostic.as_deref(),
+            Some("550 5.1.1 Mailbox does not exist")
+        );
         assert_eq!(got[1].address.as_deref(), Some("two@example.com"));
         assert!(got[1].is_delay());
         assert_eq!(got[1].status.as_deref(), Some("4.4.7"));

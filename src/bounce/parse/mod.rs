@@ -146,16 +146,23 @@ impl Envelope {
             match name.as_str() {
                 "delivered-to" | "x-original-to" | "envelope-to" | "x-envelope-to" | "to" => {
                     let found = text::find_addresses(&header_text(value));
-                    push_unique(&mut envelope.addressed_to, found.into_iter().map(|a| a.address));
+                    push_unique(
+                        &mut envelope.addressed_to,
+                        found.into_iter().map(|a| a.address),
+                    );
                 }
                 "x-failed-recipients" => {
                     let found = text::find_addresses(&header_text(value));
-                    push_unique(&mut envelope.failed_recipients, found.into_iter().map(|a| a.address));
+                    push_unique(
+                        &mut envelope.failed_recipients,
+                        found.into_iter().map(|a| a.address),
+                    );
                 }
                 "auto-submitted" => envelope.auto_submitted = Some(header_text(value)),
                 "precedence" => envelope.precedence = Some(header_text(value)),
                 "x-apple-unsubscribe" => {
-                    envelope.apple_unsubscribe = header_text(value).trim().eq_ignore_ascii_case("true")
+                    envelope.apple_unsubscribe =
+                        header_text(value).trim().eq_ignore_ascii_case("true")
                 }
                 _ if autoreply::is_responder_header(&name) => envelope.has_responder_header = true,
                 _ => {}
@@ -191,7 +198,9 @@ impl Returned {
             return;
         }
         self.found = true;
-        self.message_id = message.message_id().and_then(|id| first_id(&HeaderValue::Text(id.into())));
+        self.message_id = message
+            .message_id()
+            .and_then(|id| first_id(&HeaderValue::Text(id.into())));
         for address in [message.to(), message.cc()].into_iter().flatten() {
             push_unique(&mut self.to, addresses(address));
         }
@@ -265,7 +274,8 @@ impl Body {
                 ("message", "rfc822" | "global", _) => body.returned.read_headers(part.contents()),
                 (_, _, PartType::Text(text)) => body.add_text(
                     text,
-                    part.content_disposition().is_some_and(|d| d.is_attachment()),
+                    part.content_disposition()
+                        .is_some_and(|d| d.is_attachment()),
                 ),
                 (_, _, PartType::Html(text)) if html.is_none() => {
                     html = Some(text::prefix(text, MAX_TEXT).to_string());
@@ -297,8 +307,12 @@ impl Body {
                 }
             }
         }
-        if text::prefix(notice, 16 * 1024).to_ascii_lowercase().contains("final-recipient:") {
-            self.inline_dsn.extend(dsn::recipients(notice, MAX_FIELD_LINES));
+        if text::prefix(notice, 16 * 1024)
+            .to_ascii_lowercase()
+            .contains("final-recipient:")
+        {
+            self.inline_dsn
+                .extend(dsn::recipients(notice, MAX_FIELD_LINES));
         }
         self.notice.push_str(notice);
         self.notice.push('\n');
@@ -313,7 +327,11 @@ fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
     if let Some(report) = complaint(envelope, body) {
         return report;
     }
-    let dsn = if body.dsn.is_empty() { &body.inline_dsn } else { &body.dsn };
+    let dsn = if body.dsn.is_empty() {
+        &body.inline_dsn
+    } else {
+        &body.dsn
+    };
     if let Some(report) = from_dsn(dsn, body) {
         return report;
     }
@@ -370,7 +388,10 @@ fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
         // Apple Mail's "Unsubscribe" button mails the List-Unsubscribe
         // address from the subscriber's own address: the subscriber asks
         // never to be mailed again, which is what a complaint does.
-        (Some("unsubscribe".to_string()), envelope.from.iter().cloned().collect())
+        (
+            Some("unsubscribe".to_string()),
+            envelope.from.iter().cloned().collect(),
+        )
     } else {
         return None;
     };
@@ -561,7 +582,8 @@ mod tests {
             kind: ReportKind::Bounce,
             recipients: &[("ghost@example.org", Some("5.1.1"), Hard)],
             original_message_id: Some("issue-12.d42@herald.example"),
-            diagnostic_contains: "Recipient address rejected: User unknown in virtual mailbox table",
+            diagnostic_contains:
+                "Recipient address rejected: User unknown in virtual mailbox table",
         },
         Case {
             file: "exim.eml",
@@ -686,11 +708,19 @@ mod tests {
             Content-Type: multipart/mixed; boundary=b\n\n"
             .to_vec();
         for i in 0..20_000 {
-            many_parts.extend_from_slice(format!("--b\n\nuser{i}@example.com: 550 5.1.1 unknown\n").as_bytes());
+            many_parts.extend_from_slice(
+                format!("--b\n\nuser{i}@example.com: 550 5.1.1 unknown\n").as_bytes(),
+            );
         }
         let mut nested = b"Content-Type: multipart/mixed; boundary=a0\n\n".to_vec();
         for depth in 1..5_000 {
-            nested.extend_from_slice(format!("--a{}\nContent-Type: multipart/mixed; boundary=a{depth}\n\n", depth - 1).as_bytes());
+            nested.extend_from_slice(
+                format!(
+                    "--a{}\nContent-Type: multipart/mixed; boundary=a{depth}\n\n",
+                    depth - 1
+                )
+                .as_bytes(),
+            );
         }
         let mut endless = b"From: MAILER-DAEMON@x.example\nSubject: failure notice\n\n".to_vec();
         endless.extend(std::iter::repeat_n(b'x', 5_000_000));
@@ -698,9 +728,16 @@ mod tests {
         for raw in [many_parts, nested, endless] {
             let started = std::time::Instant::now();
             let report = parse(&raw);
-            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
             assert!(report.recipients.len() <= MAX_RECIPIENTS);
-            assert!(report.recipients.iter().all(|r| r.diagnostic.chars().count() <= text::DIAGNOSTIC_CAP));
+            assert!(report
+                .recipients
+                .iter()
+                .all(|r| r.diagnostic.chars().count() <= text::DIAGNOSTIC_CAP));
         }
     }
 }

@@ -108,16 +108,23 @@ pub fn find_smtp_code(text: &str) -> Option<Found<u16>> {
         if matches!(window[0], b'4' | b'5')
             && window[1].is_ascii_digit()
             && window[2].is_ascii_digit()
-            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b".:/=-_".contains(&bytes[i - 1])))
-            && bytes
-                .get(i + 3)
-                .is_none_or(|b| matches!(b, b' ' | b'-' | b')' | b'\'' | b'"' | b',' | b'\n' | b'\r' | b'\t'))
+            && (i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric() || b".:/=-_".contains(&bytes[i - 1])))
+            && bytes.get(i + 3).is_none_or(|b| {
+                matches!(
+                    b,
+                    b' ' | b'-' | b')' | b'\'' | b'"' | b',' | b'\n' | b'\r' | b'\t'
+                )
+            })
         {
             let code = u16::from(window[0] - b'0') * 100
                 + u16::from(window[1] - b'0') * 10
                 + u16::from(window[2] - b'0');
             if matches!(code, 421..=455 | 500..=557 | 571) {
-                return Some(Found { pos: i, value: code });
+                return Some(Found {
+                    pos: i,
+                    value: code,
+                });
             }
         }
         i += 1;
@@ -492,7 +499,11 @@ mod tests {
             ("10.5.1.1", None),
         ];
         for (text, want) in cases {
-            assert_eq!(find_enhanced(text).map(|f| f.value).as_deref(), *want, "{text:?}");
+            assert_eq!(
+                find_enhanced(text).map(|f| f.value).as_deref(),
+                *want,
+                "{text:?}"
+            );
         }
     }
 
@@ -521,7 +532,11 @@ mod tests {
             (None, "no such domain", Hard),
             (Some("5.2.1"), "account disabled", Hard),
             (Some("5.2.2"), "552 mailbox full", Soft),
-            (Some("5.0.0"), "552 Requested mail action aborted: exceeded storage allocation", Soft),
+            (
+                Some("5.0.0"),
+                "552 Requested mail action aborted: exceeded storage allocation",
+                Soft,
+            ),
             (Some("5.7.1"), "554 rejected: listed in spamhaus", Soft),
             (Some("4.1.1"), "450 user unknown", Soft),
             (Some("4.7.0"), "greylisted, try again later", Soft),
@@ -531,14 +546,24 @@ mod tests {
         ];
         for (status, diagnostic, want) in cases {
             let why = reason(*status, diagnostic);
-            assert_eq!(classify(*status, why), *want, "{status:?} {diagnostic:?} ({why:?})");
+            assert_eq!(
+                classify(*status, why),
+                *want,
+                "{status:?} {diagnostic:?} ({why:?})"
+            );
         }
     }
 
     #[test]
     fn derived_statuses() {
-        assert_eq!(derive_status(Some(550), Reason::UserUnknown, false), "5.1.1");
-        assert_eq!(derive_status(Some(452), Reason::MailboxFull, false), "4.2.2");
+        assert_eq!(
+            derive_status(Some(550), Reason::UserUnknown, false),
+            "5.1.1"
+        );
+        assert_eq!(
+            derive_status(Some(452), Reason::MailboxFull, false),
+            "4.2.2"
+        );
         assert_eq!(derive_status(None, Reason::Expired, true), "4.4.7");
         assert_eq!(derive_status(None, Reason::Other, false), "5.0.0");
     }

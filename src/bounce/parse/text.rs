@@ -133,23 +133,38 @@ mod tests {
     fn addresses_are_found_in_the_usual_wrappings() {
         let cases: &[(&str, &[&str])] = &[
             ("<Kijitora@Example.JP>:", &["kijitora@example.jp"]),
-            ("Neko<mailto:mikeneko@example.co.jp>", &["mikeneko@example.co.jp"]),
-            ("Final-Recipient: rfc822;a.b+c@x.example.org.", &["a.b+c@x.example.org"]),
-            ("550 Unknown user kijitora@example.ne.jp", &["kijitora@example.ne.jp"]),
+            (
+                "Neko<mailto:mikeneko@example.co.jp>",
+                &["mikeneko@example.co.jp"],
+            ),
+            (
+                "Final-Recipient: rfc822;a.b+c@x.example.org.",
+                &["a.b+c@x.example.org"],
+            ),
+            (
+                "550 Unknown user kijitora@example.ne.jp",
+                &["kijitora@example.ne.jp"],
+            ),
             ("Message-ID: <000.999@mailhub>", &[]),
             ("user@[192.0.2.1] and x@192.0.2.1", &[]),
             ("a@b.c d@e.fr", &["d@e.fr"]),
             ("@@@ .@x.com", &[]),
         ];
         for (text, want) in cases {
-            let got: Vec<String> = find_addresses(text).into_iter().map(|a| a.address).collect();
+            let got: Vec<String> = find_addresses(text)
+                .into_iter()
+                .map(|a| a.address)
+                .collect();
             assert_eq!(&got, want, "in {text:?}");
         }
     }
 
     #[test]
     fn tidy_collapses_and_caps() {
-        assert_eq!(tidy("  550  5.1.1\n\t user\r\n unknown "), "550 5.1.1 user unknown");
+        assert_eq!(
+            tidy("  550  5.1.1\n\t user\r\n unknown "),
+            "550 5.1.1 user unknown"
+        );
         assert_eq!(tidy(&"x".repeat(2000)).chars().count(), DIAGNOSTIC_CAP);
         assert_eq!(tidy(&"é ".repeat(2000)).chars().count(), DIAGNOSTIC_CAP - 1);
         assert_eq!(tidy("a\u{7}b"), "ab");

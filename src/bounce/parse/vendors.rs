@@ -73,7 +73,11 @@ fn is_returned_marker(line: &str) -> bool {
 /// A returned message pasted without a marker starts with its transport
 /// headers; nothing in a notice starts a line this way.
 fn starts_returned_headers(line: &str) -> bool {
-    let lower_prefix: String = line.chars().take(14).collect::<String>().to_ascii_lowercase();
+    let lower_prefix: String = line
+        .chars()
+        .take(14)
+        .collect::<String>()
+        .to_ascii_lowercase();
     lower_prefix.starts_with("return-path: ") || lower_prefix.starts_with("received: from")
 }
 
@@ -315,12 +319,24 @@ pub fn notice_says_bounce(notice_lower: &str) -> bool {
 /// opening is read: a final failure may quote old warnings further down.
 pub fn notice_says_delay(subject_lower: &str, notice_lower: &str) -> bool {
     let opening = super::text::prefix(notice_lower, 2000);
-    let subject_delay = ["delayed", "delay)", "delay:", "warning: could not send", "still undelivered"]
-        .iter()
-        .any(|s| subject_lower.contains(s));
-    let final_failure = ["permanent", "failed permanently", "fatal error", "given up", "gave up"]
-        .iter()
-        .any(|s| opening.contains(s));
+    let subject_delay = [
+        "delayed",
+        "delay)",
+        "delay:",
+        "warning: could not send",
+        "still undelivered",
+    ]
+    .iter()
+    .any(|s| subject_lower.contains(s));
+    let final_failure = [
+        "permanent",
+        "failed permanently",
+        "fatal error",
+        "given up",
+        "gave up",
+    ]
+    .iter()
+    .any(|s| opening.contains(s));
     !final_failure && (subject_delay || DELAY_PHRASES.iter().any(|s| opening.contains(s)))
 }
 
@@ -367,14 +383,29 @@ mod tests {
                     Contact postmaster@example.net\n  a@example.com\n    550 no\n";
         let skip = |a: &str| a == "postmaster@example.net";
         let got = candidates(text, &skip);
-        assert_eq!(got.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["a@example.com"]);
+        assert_eq!(
+            got.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(),
+            ["a@example.com"]
+        );
     }
 
     #[test]
     fn delays() {
-        assert!(notice_says_delay("warning: could not send message for past 4 hours", ""));
-        assert!(notice_says_delay("", "this is a warning message only. you do not need to resend"));
-        assert!(!notice_says_delay("delivery status notification (delay)", "permanent error; gave up"));
-        assert!(!notice_says_delay("undeliverable", "the mailbox does not exist"));
+        assert!(notice_says_delay(
+            "warning: could not send message for past 4 hours",
+            ""
+        ));
+        assert!(notice_says_delay(
+            "",
+            "this is a warning message only. you do not need to resend"
+        ));
+        assert!(!notice_says_delay(
+            "delivery status notification (delay)",
+            "permanent error; gave up"
+        ));
+        assert!(!notice_says_delay(
+            "undeliverable",
+            "the mailbox does not exist"
+        ));
     }
 }

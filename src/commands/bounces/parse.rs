@@ -30,14 +30,30 @@ struct JsonRecipient<'a> {
 struct SpacedFormatter;
 
 impl serde_json::ser::Formatter for SpacedFormatter {
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b": ")
     }
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
 }
 
@@ -56,7 +72,11 @@ pub fn run(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut unreadable = Vec::new();
     if !json {
-        writeln!(out, "{:<32}  {:<10}  {:<36}  {:<9}  {:<5}  DIAGNOSTIC", "FILE", "KIND", "ADDRESS", "STATUS", "CLASS")?;
+        writeln!(
+            out,
+            "{:<32}  {:<10}  {:<36}  {:<9}  {:<5}  DIAGNOSTIC",
+            "FILE", "KIND", "ADDRESS", "STATUS", "CLASS"
+        )?;
     }
     for path in files {
         let raw = match read_capped(path) {
@@ -111,10 +131,18 @@ fn print_json(out: &mut impl Write, file: &str, report: &ParsedReport) -> anyhow
 fn print_rows(out: &mut impl Write, file: &str, report: &ParsedReport) -> anyhow::Result<()> {
     let kind = report.kind.as_str();
     if report.recipients.is_empty() {
-        writeln!(out, "{file:<32}  {kind:<10}  {:<36}  {:<9}  {:<5}  -", "-", "-", "-")?;
+        writeln!(
+            out,
+            "{file:<32}  {kind:<10}  {:<36}  {:<9}  {:<5}  -",
+            "-", "-", "-"
+        )?;
     }
     for r in &report.recipients {
-        let address = if r.address.is_empty() { "(none given)" } else { &r.address };
+        let address = if r.address.is_empty() {
+            "(none given)"
+        } else {
+            &r.address
+        };
         let diagnostic: String = r.diagnostic.chars().take(80).collect();
         writeln!(
             out,

@@ -151,7 +151,7 @@ fn to_webhook_event(event: &GenericEvent) -> Result<WebhookEvent, String> {
             .envelope_sender
             .as_deref()
             .map(verify::clean_envelope_sender),
-        external_id: Some(format!("generic:{}", verify::clean_text(&event.id, 200))),
+        external_id: verify::event_id(&event.id),
         report: ParsedReport {
             kind,
             recipients: vec![recipient],
@@ -183,7 +183,7 @@ mod tests {
             events[0].report.original_message_id.as_deref(),
             Some("m1@example.com")
         );
-        assert_eq!(events[0].external_id.as_deref(), Some("generic:e1"));
+        assert_eq!(events[0].external_id.as_deref(), Some("e1"));
 
         let batch = br#"[{"id":"e2","event":"bounce","recipient":"a@example.com","status":"4.2.2"},
                          {"id":"e3","event":"complaint","recipient":"b@example.com"},

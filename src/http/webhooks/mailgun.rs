@@ -166,7 +166,7 @@ fn current_event(data: &Value) -> Result<Option<WebhookEvent>, String> {
     Ok(Some(WebhookEvent {
         raw: serde_json::to_vec(data).map_err(|e| e.to_string())?,
         verp_address: text("/envelope/sender").map(verify::clean_envelope_sender),
-        external_id: text("/id").map(|id| format!("mailgun:{id}")),
+        external_id: text("/id").and_then(verify::event_id),
         report: ParsedReport {
             kind,
             recipients: vec![recipient],
@@ -270,10 +270,7 @@ mod tests {
             event.report.original_message_id.as_deref(),
             Some("20130503192659.13651.20287@sandbox.mailgun.org")
         );
-        assert_eq!(
-            event.external_id.as_deref(),
-            Some("mailgun:G9Bn5sl1TC6nu79C8C0bwg")
-        );
+        assert_eq!(event.external_id.as_deref(), Some("G9Bn5sl1TC6nu79C8C0bwg"));
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn postmark_event(record: &Value) -> Result<Option<WebhookEvent>, String> {
     Ok(Some(WebhookEvent {
         raw: serde_json::to_vec(record).map_err(|e| e.to_string())?,
         verp_address: None,
-        external_id: Some(format!("postmark:{id}")),
+        external_id: verify::event_id(&id),
         report: ParsedReport {
             kind,
             recipients: if kind == ReportKind::None {
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(r.status.as_deref(), Some("5.1.1"));
         assert_eq!(
             event.external_id.as_deref(),
-            Some("postmark:Bounce:4323372036854775807")
+            Some("Bounce:4323372036854775807")
         );
         for (bounce_type, kind, class) in [
             ("SoftBounce", ReportKind::Bounce, FailureClass::Soft),

@@ -131,7 +131,7 @@ fn sendgrid_event(event: &Value) -> Result<Option<WebhookEvent>, String> {
     Ok(Some(WebhookEvent {
         raw: serde_json::to_vec(event).map_err(|e| e.to_string())?,
         verp_address: None,
-        external_id: text("sg_event_id").map(|id| format!("sendgrid:{id}")),
+        external_id: text("sg_event_id").and_then(verify::event_id),
         report: ParsedReport {
             kind,
             recipients: vec![recipient],
@@ -200,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             events[0].external_id.as_deref(),
-            Some("sendgrid:6g4ZI7SA-xmRDv57GoPIPw==")
+            Some("6g4ZI7SA-xmRDv57GoPIPw==")
         );
         assert!(sendgrid_events(b"{}").is_err());
     }

@@ -195,7 +195,7 @@ pub fn ses_events(message: &str, sns_message_id: &str) -> Result<Option<WebhookE
     Ok(Some(WebhookEvent {
         raw: message.as_bytes().to_vec(),
         verp_address: mail.source.as_deref().map(verify::clean_envelope_sender),
-        external_id: Some(format!("ses:{sns_message_id}")),
+        external_id: verify::event_id(sns_message_id),
         report: ParsedReport {
             kind,
             recipients,
@@ -260,7 +260,7 @@ mod tests {
             event.report.original_message_id.as_deref(),
             Some("custom-message-ID@example.com")
         );
-        assert_eq!(event.external_id.as_deref(), Some("ses:sns-1"));
+        assert_eq!(event.external_id.as_deref(), Some("sns-1"));
     }
 
     #[test]

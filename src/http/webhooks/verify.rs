@@ -168,6 +168,14 @@ pub fn clean_message_id(message_id: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
+/// A provider's event id, for the recorder's idempotency (it adds the
+/// provider's name): cleaned and capped like any payload text; `None`
+/// when empty, and the recorder then keys the event by its content.
+pub fn event_id(id: &str) -> Option<String> {
+    let id = clean_text(id, 200);
+    (!id.is_empty()).then_some(id)
+}
+
 /// The first RFC 3463 enhanced status code (`5.1.1`) in `text`, if any.
 /// By hand: a three-field digit pattern is simpler to scan for than to
 /// pull a regex crate in for.
