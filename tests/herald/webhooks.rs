@@ -940,7 +940,6 @@ async fn generic_endpoint_signed_json() {
 async fn endpoints_without_a_secret_are_off_and_bodies_are_capped() {
     let off = spawn_webhooks(Setup {
         every_endpoint_off: true,
-        ..Setup::default()
     })
     .await;
     for path in [

@@ -30,11 +30,7 @@ pub async fn receive(
     }
     // Not even the SNS envelope: nothing that could carry a signature.
     let message: SnsMessage = serde_json::from_slice(&body).map_err(|_| Refusal::Unsigned)?;
-    if !settings
-        .ses_topic_arns
-        .iter()
-        .any(|arn| *arn == message.topic_arn)
-    {
+    if !settings.ses_topic_arns.contains(&message.topic_arn) {
         return Err(WebhookError::ForeignTopic);
     }
     let now = now_millis();
