@@ -71,6 +71,12 @@ impl SnsFake {
             .self_signed(&key_pair)
             .unwrap()
             .pem();
+        // The same key in a certificate that expired long ago.
+        let mut expired =
+            rcgen::CertificateParams::new(vec!["sns.us-east-1.amazonaws.com".into()]).unwrap();
+        expired.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        expired.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let expired = expired.self_signed(&key_pair).unwrap().pem();
         let certificate_fetches = Arc::new(AtomicUsize::new(0));
         let confirmations = Arc::new(AtomicUsize::new(0));
         let (fetches, confirmed) = (certificate_fetches.clone(), confirmations.clone());
@@ -82,6 +88,10 @@ impl SnsFake {
                     let certificate = certificate.clone();
                     async move { certificate }
                 }),
+            )
+            .route(
+                "/SimpleNotificationService-expired.pem",
+                get(move || async move { expired }),
             )
             .route(
                 "/confirm",
@@ -432,6 +442,26 @@ async fn ses_through_sns_confirms_verifies_and_records() {
         .await;
     }
     assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), fetches);
+
+    // On an allowed host, but no certificate there, or an expired one.
+    for (path, what) in [
+        ("/missing.pem", "a certificate URL with no certificate"),
+        (
+            "/SimpleNotificationService-expired.pem",
+            "an expired certificate",
+        ),
+    ] {
+        let mut message = app.sns.message(
+            "Notification",
+            &ses_bounce("jane@example.com", "Permanent"),
+            "2",
+            now,
+        );
+        message["SigningCertURL"] = json!(format!("{}{path}", app.sns.base_url));
+        app.sns.sign(&mut message);
+        app.assert_refused(what, app.post_sns(&message).await, &before)
+            .await;
+    }
 
     // A subscription confirmation whose SubscribeURL leaves the allow-list
     // is refused and the URL is not fetched.

@@ -276,7 +276,18 @@ impl SnsVerifier {
             .get_capped(url, MAX_CERTIFICATE_BYTES)
             .await
             .map_err(|e| {
-                WebhookError::Unavailable(format!("fetching the SNS certificate: {e:#}"))
+                // A 4xx is an answer: there is no certificate at that URL
+                // (a made-up path on an allowed host), so the message is
+                // refused. Anything else may pass; SNS will retry.
+                let missing = e
+                    .downcast_ref::<reqwest::Error>()
+                    .and_then(reqwest::Error::status)
+                    .is_some_and(|status| status.is_client_error());
+                if missing {
+                    WebhookError::Refused(Refusal::BadSignature)
+                } else {
+                    WebhookError::Unavailable(format!("fetching the SNS certificate: {e:#}"))
+                }
             })?;
         parse_certificate(&pem).map_err(|e| {
             tracing::warn!(error = ?format!("{e:#}"), "SNS signing certificate unusable");
