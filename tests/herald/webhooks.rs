@@ -23,8 +23,10 @@ use sha2::Sha256;
 use sqlx::Row;
 
 use herald::config::{Secret, Settings};
-use herald::domain::{SubscriberEmail, Token};
+use herald::domain::{ReturnPath, SubscriberEmail, Token, Verp};
 use herald::http::webhooks::{sns_string_to_sign, webhook_routes, SnsMessage, WebhookState};
+use herald::store::campaigns::{self, NewCampaign};
+use herald::store::secrets;
 use herald::store::subscribers::{self, NewSubscriber, Source, SubscriberState};
 use herald::store::Store;
 
@@ -214,6 +216,8 @@ struct WebhookApp {
 #[derive(Default)]
 struct Setup {
     every_endpoint_off: bool,
+    /// `[bounces] return_path`: VERP envelope senders.
+    return_path: Option<&'static str>,
 }
 
 async fn spawn_webhooks(setup: Setup) -> WebhookApp {
@@ -225,6 +229,7 @@ async fn spawn_webhooks(setup: Setup) -> WebhookApp {
         ..Settings::default()
     };
     settings.paths.database = dir.path().join("herald.db");
+    settings.bounces.return_path = setup.return_path.map(String::from);
     if !setup.every_endpoint_off {
         settings.webhooks.ses_topic_arns = vec![TOPIC.into()];
         // The AWS pattern stays; the local certificate server is the one
@@ -540,6 +545,75 @@ async fn ses_through_sns_confirms_verifies_and_records() {
 
     // One certificate fetch served every message.
     assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), 1);
+}
+
+/// With a VERP return path, SES reports the envelope sender
+/// (`mail.source`), and that alone finds the delivery: here the bounce
+/// names an address the list does not have (a forward) and carries no
+/// Message-ID.
+#[tokio::test]
+async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
+    let app = spawn_webhooks(Setup {
+        return_path: Some("bounces@example.com"),
+        ..Setup::default()
+    })
+    .await;
+    app.add_subscriber("jane@example.com").await;
+    app.add_subscriber("john@example.com").await;
+    let now = herald::store::now_millis();
+    let mut tx = app.store.begin_write().await.unwrap();
+    let campaign = campaigns::insert_campaign(
+        &mut tx,
+        &NewCampaign {
+            issue_slug: "vol-001",
+            issue_number: 1,
+            issue_hash: "hash",
+            subject: "Weekly #1",
+            html: "<p>Weekly</p>",
+            text: "Weekly",
+            message_nonce: "n0nce",
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    campaigns::snapshot_recipients(&mut tx, campaign, "n0nce", "example.com", now)
+        .await
+        .unwrap();
+    let key = secrets::verp_key(&mut tx, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let jane_delivery: i64 =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE recipient = 'jane@example.com'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    let verp = Verp::new(ReturnPath::parse("bounces@example.com").unwrap(), key);
+
+    let notification = json!({
+        "notificationType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                   "bouncedRecipients": [{"emailAddress": "jane.doe@forwarded.example", "action": "failed",
+                                          "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+                   "timestamp": "2026-01-27T14:59:38.237Z", "feedbackId": "feedback-verp-1"},
+        "mail": {"timestamp": "2026-01-27T14:59:38.237Z", "source": verp.address_for(jane_delivery),
+                 "messageId": "ses-id-1", "destination": ["jane@example.com"], "headersTruncated": false,
+                 "headers": [], "commonHeaders": {"subject": "Weekly #1"}}
+    })
+    .to_string();
+    let message = app
+        .sns
+        .message("Notification", &notification, "2", chrono::Utc::now());
+    assert_eq!(app.post_sns(&message).await, StatusCode::OK);
+    assert_eq!(app.state_of("jane@example.com").await, "bounced");
+    assert_eq!(app.state_of("john@example.com").await, "active");
+    let (kind, status): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT report_kind, report_status FROM deliveries WHERE id = ?")
+            .bind(jane_delivery)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kind.as_deref(), Some("bounce"));
+    assert_eq!(status.as_deref(), Some("5.1.1"));
 }
 
 #[tokio::test]
@@ -970,6 +1044,7 @@ async fn generic_endpoint_signed_json() {
 async fn endpoints_without_a_secret_are_off_and_bodies_are_capped() {
     let off = spawn_webhooks(Setup {
         every_endpoint_off: true,
+        ..Setup::default()
     })
     .await;
     for path in [
