@@ -277,7 +277,12 @@ async fn record_events(
         "webhook accepted"
     );
     let body = serde_json::json!({ "recorded": recorded, "duplicates": duplicates });
-    Ok((StatusCode::OK, axum::Json(body)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 fn provider_name(provider: Provider) -> &'static str {
