@@ -205,6 +205,7 @@ fn ses_complaint(recipient: &str) -> String {
 
 struct WebhookApp {
     base_url: String,
+    settings: Arc<Settings>,
     store: Store,
     client: reqwest::Client,
     sns: SnsFake,
@@ -245,8 +246,26 @@ async fn spawn_webhooks(setup: Setup) -> WebhookApp {
         settings.webhook_secrets.generic_secret = Some(Secret::new(GENERIC_SECRET));
     }
     let settings = Arc::new(settings);
+    let (base_url, store) = serve_front_end(&settings).await;
+    WebhookApp {
+        base_url,
+        settings,
+        store,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        sns,
+        sendgrid_key,
+        _dir: dir,
+    }
+}
+
+/// One web front end: its own store (connection pools) on the database
+/// file, the webhook routes on a free port. Returns its base URL.
+async fn serve_front_end(settings: &Arc<Settings>) -> (String, Store) {
     let store = Store::open(&settings.database_path()).await.unwrap();
-    let app = webhook_routes(WebhookState::new(store.clone(), settings).unwrap());
+    let app = webhook_routes(WebhookState::new(store.clone(), settings.clone()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -257,17 +276,7 @@ async fn spawn_webhooks(setup: Setup) -> WebhookApp {
         .await
         .unwrap();
     });
-    WebhookApp {
-        base_url: format!("http://127.0.0.1:{port}"),
-        store,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        sns,
-        sendgrid_key,
-        _dir: dir,
-    }
+    (format!("http://127.0.0.1:{port}"), store)
 }
 
 impl WebhookApp {
@@ -1203,4 +1212,43 @@ fn a_bad_sendgrid_key_stops_serve_without_printing_it() {
     );
     assert!(!stderr.contains(secret), "{stderr}");
     assert!(!stderr.contains("not-a-key"), "{stderr}");
+}
+
+/// Replays are remembered in the database, so a second front end on the
+/// same list refuses a request the first one accepted.
+#[tokio::test]
+async fn a_replay_is_refused_by_another_front_end_on_the_same_database() {
+    let app = spawn_webhooks(Setup::default()).await;
+    app.add_subscriber("jane@example.com").await;
+    let (second, _second_store) = serve_front_end(&app.settings).await;
+    let body = json!({"id": "relay-evt-9", "event": "complaint", "recipient": "jane@example.com"})
+        .to_string();
+    let timestamp = unix_now().to_string();
+    let signature = hmac_hex(
+        GENERIC_SECRET,
+        &[timestamp.as_bytes(), b".", body.as_bytes()],
+    );
+    let headers = [
+        ("X-Herald-Timestamp", timestamp),
+        ("X-Herald-Signature", format!("sha256={signature}")),
+    ];
+    assert_eq!(
+        app.post("/webhooks/generic", &headers, body.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.state_of("jane@example.com").await, "complained");
+    let after = app.snapshot().await;
+    let mut replay = app
+        .client
+        .post(format!("{second}/webhooks/generic"))
+        .body(body);
+    for (name, value) in &headers {
+        replay = replay.header(*name, value);
+    }
+    app.assert_refused(
+        "a replay sent to the other front end",
+        replay.send().await.unwrap().status(),
+        &after,
+    )
+    .await;
 }
