@@ -85,7 +85,8 @@ pub enum Command {
 pub enum BouncesCommand {
     /// Read one message on stdin and record what it reports: the target of
     /// an MTA alias or pipe. Exits 75 (EX_TEMPFAIL) when it cannot record
-    /// the message, so the MTA keeps it and tries again.
+    /// the message, so the MTA keeps it and tries again. Only the first
+    /// 25 MB of a message are kept; the rest is read and dropped.
     Process {
         /// The envelope recipient the MTA delivered to, where the VERP tag
         /// is [default: $ORIGINAL_RECIPIENT or $RECIPIENT, as Postfix's

@@ -139,21 +139,25 @@ pub enum RecordError {
 /// FULL (someone may free space), CANTOPEN.
 const TRANSIENT_SQLITE_CODES: [i64; 5] = [5, 6, 10, 13, 14];
 
+/// Whether a database error is worth retrying later.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            // Extended codes carry the primary code in the low byte.
+            .is_some_and(|code| TRANSIENT_SQLITE_CODES.contains(&(code & 0xff))),
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for RecordError {
     fn from(error: sqlx::Error) -> Self {
-        let transient = match &error {
-            sqlx::Error::Database(db) => db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                // Extended codes carry the primary code in the low byte.
-                .is_some_and(|code| TRANSIENT_SQLITE_CODES.contains(&(code & 0xff))),
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            _ => false,
-        };
-        if transient {
+        if is_transient(&error) {
             RecordError::Unavailable(error.to_string())
         } else {
             RecordError::Other(anyhow::Error::new(error).context("recording a report"))
@@ -163,21 +167,16 @@ impl From<sqlx::Error> for RecordError {
 
 impl RecordError {
     /// An error from opening the store: Unavailable when a database error
-    /// down its chain is one worth retrying.
+    /// down its chain is worth retrying.
     pub fn from_open(error: anyhow::Error) -> Self {
-        match error.chain().find_map(|e| e.downcast_ref::<sqlx::Error>()) {
-            Some(sqlx::Error::Database(db))
-                if db
-                    .code()
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .is_some_and(|c| TRANSIENT_SQLITE_CODES.contains(&(c & 0xff))) =>
-            {
-                RecordError::Unavailable(format!("{error:#}"))
-            }
-            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => {
-                RecordError::Unavailable(format!("{error:#}"))
-            }
-            _ => RecordError::Other(error),
+        let transient = error
+            .chain()
+            .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+            .any(is_transient);
+        if transient {
+            RecordError::Unavailable(format!("{error:#}"))
+        } else {
+            RecordError::Other(error)
         }
     }
 }
@@ -520,14 +519,27 @@ async fn apply(
     };
     let count = u32::try_from(soft_after).unwrap_or(u32::MAX);
     let verdict = decide(kind, recipient.class, count, policy);
+    // The same delivery reported again is counted and noted once.
+    let repeated = soft_after == soft_before;
     let detail = describe(recipient, report_id);
+    update_subscriber(tx, subscriber_id, verdict, repeated, &detail, now).await
+}
+
+/// What a verdict does to the subscriber, and the line it adds to their
+/// history. Nothing is written when nothing changed, so a report recorded
+/// again leaves the history as it was.
+async fn update_subscriber(
+    tx: &mut Tx<'_>,
+    subscriber_id: i64,
+    verdict: Verdict,
+    repeated_soft_bounce: bool,
+    detail: &str,
+    now: Millis,
+) -> Result<(), RecordError> {
     let (changed, state, reason) = match verdict {
         Verdict::Nothing => return Ok(()),
+        Verdict::SoftBounceCounted { .. } if repeated_soft_bounce => return Ok(()),
         Verdict::SoftBounceCounted { count, limit } => {
-            // The same delivery reported again: already counted and noted.
-            if soft_after == soft_before {
-                return Ok(());
-            }
             let Some(subscriber) = subscribers::find_subscriber_by_id(tx, subscriber_id).await?
             else {
                 return Ok(());

@@ -530,6 +530,17 @@ fn a_hard_bounce_through_the_pipe_marks_bounced_with_the_reason_once() {
         )
     );
     assert_eq!(setup.subscriber(&address(0)).0, "active");
+    // Matched by the tag in $ORIGINAL_RECIPIENT, before the Message-ID.
+    let listed = setup.herald(&["bounces", "list", "--json"], b"");
+    let report: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["recipients"][0]["matched_by"], "verp", "{report}");
+    assert_eq!(report["recipients"][0]["delivery_id"], verp_id);
 
     // The same message again: recorded before, nothing changes.
     let again = setup.herald(&["bounces", "process", "--recipient", &copy.from], &bounce);
@@ -844,6 +855,20 @@ fn import_reads_maildirs_mbox_files_and_single_messages() {
     std::fs::write(maildir.join("new/1.host"), dsn_for(0, "5.1.1")).unwrap();
     std::fs::write(maildir.join("cur/2.host:2,S"), dsn_for(1, "5.1.1")).unwrap();
     std::fs::write(maildir.join("tmp/3.host"), dsn_for(2, "5.1.1")).unwrap();
+    // Names neither the subscriber nor their copy; only the tag in the
+    // Delivered-To the MTA added says whose it is.
+    let tagged = setup
+        .verp()
+        .address_for(setup.verp().delivery_of(&copies[3].from).unwrap());
+    let mut forwarded = format!("Delivered-To: {tagged}\r\n").into_bytes();
+    forwarded.extend(dsn(
+        "old-alias@elsewhere.example",
+        "5.1.1",
+        "failed",
+        "unrelated@elsewhere.example",
+        "import-3",
+    ));
+    std::fs::write(maildir.join("new/4.host"), forwarded).unwrap();
     let mut mbox = Vec::new();
     for (i, message) in [
         dsn_for(2, "5.1.1"),
@@ -870,7 +895,7 @@ fn import_reads_maildirs_mbox_files_and_single_messages() {
     std::fs::write(
         &eml,
         dsn(
-            &"stranger@elsewhere.example".to_string(),
+            "stranger@elsewhere.example",
             "5.1.1",
             "failed",
             "x@y",
@@ -890,23 +915,22 @@ fn import_reads_maildirs_mbox_files_and_single_messages() {
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("5 message(s) read: 4 bounce, 1 none"),
+        stdout.contains("6 message(s) read: 5 bounce, 1 none"),
         "{stdout}"
     );
-    assert!(stdout.contains("3 matched, 1 unmatched"), "{stdout}");
+    assert!(stdout.contains("4 matched, 1 unmatched"), "{stdout}");
     assert!(
         stdout.contains("duplicates (recorded before, skipped): 0"),
         "{stdout}"
     );
-    for i in 0..3 {
+    for i in 0..4 {
         assert_eq!(setup.subscriber(&address(i)).0, "bounced", "reader {i}");
     }
-    assert_eq!(setup.subscriber(&address(3)).0, "active");
 
     let again = setup.herald(&args, b"");
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(
-        stdout.contains("duplicates (recorded before, skipped): 5"),
+        stdout.contains("duplicates (recorded before, skipped): 6"),
         "{stdout}"
     );
 
@@ -947,4 +971,55 @@ fn status_shows_rates_and_warns_past_the_providers_levels() {
         "{stdout}"
     );
     assert!(stdout.contains("1 (10.00%)"), "{stdout}");
+}
+
+#[test]
+fn process_keeps_the_message_queued_when_the_config_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[bounces]\nreturn_path = \"bounces+x@example.com\"\n",
+    )
+    .unwrap();
+    let output = run_herald(
+        &config,
+        &["bounces", "process"],
+        b"Subject: hi\r\n\r\nhello\r\n",
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(75), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[bounces] return_path"));
+}
+
+#[test]
+fn raw_messages_are_emptied_after_keep_days_and_the_rest_stays() {
+    let setup = Setup::new(1, "keep_days = 90");
+    let report = || {
+        failure(
+            ReportKind::Delay,
+            &address(0),
+            "4.4.7",
+            FailureClass::Soft,
+            None,
+        )
+    };
+    let now = now_millis();
+    let old = setup.record_at(report(), None, b"an old delay notice", now - 91 * DAY);
+    let recent = setup.record_at(report(), None, b"a recent one", now - 89 * DAY);
+    setup.record_at(report(), None, b"today's", now);
+    let kept: Vec<(i64, Option<Vec<u8>>, String)> = block_on(async {
+        let store = setup.open().await;
+        let rows = sqlx::query_as("SELECT id, raw, parsed FROM bounce_reports ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        rows
+    });
+    assert_eq!(kept[0].0, old.report_id);
+    assert_eq!(kept[0].1, None, "past keep_days: emptied");
+    assert!(kept[0].2.contains("4.4.7"), "the parse result stays");
+    assert_eq!(kept[1].0, recent.report_id);
+    assert_eq!(kept[1].1.as_deref(), Some(&b"a recent one"[..]));
 }

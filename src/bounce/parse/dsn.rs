@@ -95,12 +95,10 @@ pub fn recipients(text: &str, max_lines: usize) -> Vec<DsnRecipient> {
     let mut has_original = false;
     for (name, value) in fields(text, max_lines) {
         match name.as_str() {
-            "" => {
-                if current.address.is_some() {
-                    finish(&mut current, &mut out);
-                    has_final = false;
-                    has_original = false;
-                }
+            "" if current.address.is_some() => {
+                finish(&mut current, &mut out);
+                has_final = false;
+                has_original = false;
             }
             "final-recipient" => {
                 if has_final {

@@ -15,6 +15,7 @@
 mod arf;
 mod autoreply;
 mod dsn;
+mod ses;
 mod status;
 mod text;
 mod vendors;
@@ -52,6 +53,15 @@ const MAX_RECIPIENTS: usize = 1_000;
 /// Reads one raw message (RFC 5322 bytes, any line endings, possibly
 /// truncated or not UTF-8) and says what it reports. Never panics.
 pub fn parse(raw: &[u8]) -> ParsedReport {
+    parse_at_depth(raw, 0)
+}
+
+/// How deep a bounce inside a bounce is looked for: one level covers a
+/// relay forwarding the bounce it got (with its own notice around it), and
+/// stops a message nested a thousand times from costing a thousand parses.
+const MAX_DEPTH: usize = 1;
+
+fn parse_at_depth(raw: &[u8], depth: usize) -> ParsedReport {
     let raw = &raw[..raw.len().min(MAX_BYTES)];
     let Some(message) = MessageParser::new().parse(raw) else {
         return ParsedReport::not_a_report();
@@ -59,6 +69,19 @@ pub fn parse(raw: &[u8]) -> ParsedReport {
     let envelope = Envelope::read(&message);
     let body = Body::read(&message);
     let mut report = decide(&envelope, &body);
+    if depth < MAX_DEPTH && says_little(&report) {
+        if let Some(inner) = body
+            .returned_raw
+            .as_deref()
+            .map(|r| parse_at_depth(r, depth + 1))
+        {
+            if matches!(inner.kind, ReportKind::Bounce | ReportKind::Delay)
+                && inner.recipients.iter().any(|r| !r.address.is_empty())
+            {
+                report = inner;
+            }
+        }
+    }
     report.recipients.truncate(MAX_RECIPIENTS);
     if report.kind != ReportKind::None {
         report.original_message_id = body
@@ -69,6 +92,17 @@ pub fn parse(raw: &[u8]) -> ParsedReport {
     }
     report.addressed_to = envelope.addressed_to;
     report
+}
+
+/// Nothing, or a bounce without a single status: the returned message may
+/// be the real bounce, forwarded.
+fn says_little(report: &ParsedReport) -> bool {
+    let no_code = |r: &RecipientReport| {
+        status::find_enhanced(&r.diagnostic).is_none()
+            && status::find_smtp_code(&r.diagnostic).is_none()
+    };
+    report.kind == ReportKind::None
+        || (report.kind == ReportKind::Bounce && report.recipients.iter().all(no_code))
 }
 
 /// What the report's own headers say.
@@ -171,6 +205,15 @@ impl Envelope {
         envelope
     }
 
+    /// Addresses that are the report's own or the sender's, or a mail
+    /// system's: never a failed recipient.
+    fn is_own(&self, address: &str, body: &Body) -> bool {
+        self.addressed_to.iter().any(|a| a == address)
+            || self.from.as_deref() == Some(address)
+            || body.returned.senders.iter().any(|a| a == address)
+            || text::is_system_mailbox(address)
+    }
+
     fn auto_reply_headers(&self) -> autoreply::AutoReplyHeaders<'_> {
         autoreply::AutoReplyHeaders {
             auto_submitted: self.auto_submitted.as_deref(),
@@ -238,6 +281,8 @@ struct Body {
     /// The human-readable text, without the returned message.
     notice: String,
     returned: Returned,
+    /// The returned message itself, which may be a bounce in turn.
+    returned_raw: Option<Vec<u8>>,
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -270,7 +315,13 @@ impl Body {
                 | ("message", "rfc822-headers" | "global-headers", _) => {
                     body.returned.read_headers(part.contents());
                 }
-                (_, _, PartType::Message(returned)) => body.returned.read_message(returned),
+                (_, _, PartType::Message(returned)) => {
+                    if body.returned_raw.is_none() {
+                        let raw = returned.raw_message();
+                        body.returned_raw = Some(raw[..raw.len().min(MAX_BYTES)].to_vec());
+                    }
+                    body.returned.read_message(returned)
+                }
                 ("message", "rfc822" | "global", _) => body.returned.read_headers(part.contents()),
                 (_, _, PartType::Text(text)) => body.add_text(
                     text,
@@ -287,6 +338,17 @@ impl Body {
             if let Some(html) = html {
                 body.add_text(&mail_parser::decoders::html::html_to_text(&html), false);
             }
+        }
+        if body.notice.trim().is_empty() {
+            // Broken MIME (a boundary parameter on an unfolded line, a
+            // missing closing boundary) leaves no text part: read the raw
+            // body as text, MIME lines and all.
+            let root = &message.parts[0];
+            let raw = message
+                .raw_message
+                .get(root.offset_body as usize..root.offset_end as usize)
+                .unwrap_or_default();
+            body.add_text(&lossy(raw), false);
         }
         body
     }
@@ -318,6 +380,10 @@ impl Body {
         self.notice.push('\n');
         if let Some(returned) = returned {
             self.returned.read_headers(returned.as_bytes());
+            if self.returned_raw.is_none() {
+                let start = returned.len() - returned.trim_start().len();
+                self.returned_raw = Some(returned.as_bytes()[start..].to_vec());
+            }
         }
     }
 }
@@ -326,6 +392,9 @@ impl Body {
 fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
     if let Some(report) = complaint(envelope, body) {
         return report;
+    }
+    if let Some(event) = ses::read(&body.notice) {
+        return from_ses(event);
     }
     let dsn = if body.dsn.is_empty() {
         &body.inline_dsn
@@ -348,9 +417,14 @@ fn decide(envelope: &Envelope, body: &Body) -> ParsedReport {
         || envelope.report_type == "delivery-status";
     let auto_reply = autoreply::is_auto_reply(&envelope.auto_reply_headers());
     let notice_says_bounce = vendors::notice_says_bounce(&notice);
-    if (header_says_bounce && (notice_says_bounce || body.returned.found || from_system))
+    let coded_address = || {
+        vendors::candidates(&body.notice, &|a| envelope.is_own(a, body))
+            .iter()
+            .any(|c| c.has_code)
+    };
+    if (header_says_bounce
+        && (notice_says_bounce || body.returned.found || from_system || coded_address()))
         || (!auto_reply && notice_says_bounce && body.returned.found)
-        || !envelope.failed_recipients.is_empty()
     {
         let kind = if vendors::notice_says_delay(&subject, &notice) {
             ReportKind::Delay
@@ -395,6 +469,13 @@ fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
     } else {
         return None;
     };
+    Some(complaint_report(
+        feedback_type,
+        std::mem::take(&mut recipients),
+    ))
+}
+
+fn complaint_report(feedback_type: Option<String>, mut recipients: Vec<String>) -> ParsedReport {
     if recipients.is_empty() {
         // Redacted: the returned Message-ID or the VERP tag still matches.
         recipients.push(String::new());
@@ -403,7 +484,7 @@ fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
         "complaint: {}",
         feedback_type.as_deref().unwrap_or("unspecified")
     ));
-    Some(ParsedReport {
+    ParsedReport {
         kind: ReportKind::Complaint,
         recipients: recipients
             .into_iter()
@@ -416,7 +497,7 @@ fn complaint(envelope: &Envelope, body: &Body) -> Option<ParsedReport> {
             .collect(),
         feedback_type,
         ..ParsedReport::not_a_report()
-    })
+    }
 }
 
 fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
@@ -450,7 +531,18 @@ fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
                 _ if single => vendors::notice_diagnostic(&body.notice),
                 _ => String::new(),
             };
-            recipient(address, r.status.clone(), &diagnostic, temporary)
+            let after_data = vendors::says_after_data(&diagnostic)
+                || notice_candidates
+                    .iter()
+                    .any(|c| c.address == address && c.after_data)
+                || (single && vendors::says_after_data(&body.notice));
+            recipient(
+                address,
+                r.status.clone(),
+                &diagnostic,
+                temporary,
+                after_data,
+            )
         })
         .collect();
     Some(ParsedReport {
@@ -461,54 +553,94 @@ fn from_dsn(dsn: &[DsnRecipient], body: &Body) -> Option<ParsedReport> {
 }
 
 fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedReport {
-    let own = |address: &str| {
-        envelope.addressed_to.iter().any(|a| a == address)
-            || envelope.from.as_deref() == Some(address)
-            || body.returned.senders.iter().any(|a| a == address)
-            || text::is_system_mailbox(address)
-    };
-    let candidates = vendors::candidates(&body.notice, &own);
+    let candidates = vendors::candidates(&body.notice, &|a| envelope.is_own(a, body));
     let temporary = kind == ReportKind::Delay;
-    let fallback = || vendors::notice_diagnostic(&body.notice);
-    let diagnostic_for = |address: &str| {
-        candidates
-            .iter()
-            .find(|c| c.address == address)
-            .map(|c| c.diagnostic.clone())
-            .filter(|d| !d.trim().is_empty())
-            .unwrap_or_else(fallback)
+    let notice_diagnostic = || vendors::notice_diagnostic(&body.notice);
+    // A lone address without a code: the code, if any, is elsewhere in the
+    // notice (Apache James, m-FILTER put it in a block of its own).
+    let lone = candidates.len() == 1;
+    let diagnostic_of = |c: &vendors::Candidate| {
+        if c.diagnostic.trim().is_empty() || (lone && !c.has_code) {
+            let whole = notice_diagnostic();
+            if whole.trim().is_empty() {
+                c.diagnostic.clone()
+            } else {
+                format!("{} {whole}", c.diagnostic)
+            }
+        } else {
+            c.diagnostic.clone()
+        }
     };
-    let mut listed: Vec<(String, String)> = if !envelope.failed_recipients.is_empty() {
+    let failed_and_named: Vec<&vendors::Candidate> = candidates
+        .iter()
+        .filter(|c| envelope.failed_recipients.contains(&c.address))
+        .collect();
+    // X-Failed-Recipients is the MTA's own list; when the notice names
+    // other addresses and none of those, the notice (what the reader sees,
+    // and what the returned message was addressed to) wins.
+    let whole_after_data = vendors::says_after_data(&body.notice);
+    let from_candidate = |c: &vendors::Candidate| {
+        (
+            c.address.clone(),
+            diagnostic_of(c),
+            c.after_data || (lone && whole_after_data),
+        )
+    };
+    let mut listed: Vec<(String, String, bool)> = if !failed_and_named.is_empty() {
+        failed_and_named.into_iter().map(from_candidate).collect()
+    } else if !candidates.is_empty() {
+        candidates.iter().map(from_candidate).collect()
+    } else if !envelope.failed_recipients.is_empty() {
         envelope
             .failed_recipients
             .iter()
-            .map(|a| (a.clone(), diagnostic_for(a)))
-            .collect()
-    } else if !candidates.is_empty() {
-        candidates
-            .iter()
-            .map(|c| {
-                let diagnostic = if c.diagnostic.trim().is_empty() {
-                    fallback()
-                } else {
-                    c.diagnostic.clone()
-                };
-                (c.address.clone(), diagnostic)
-            })
+            .map(|a| (a.clone(), notice_diagnostic(), whole_after_data))
             .collect()
     } else if body.returned.to.len() == 1 {
-        vec![(body.returned.to[0].clone(), fallback())]
+        vec![(
+            body.returned.to[0].clone(),
+            notice_diagnostic(),
+            whole_after_data,
+        )]
     } else {
-        vec![(String::new(), fallback())]
+        vec![(String::new(), notice_diagnostic(), whole_after_data)]
     };
     listed.truncate(MAX_RECIPIENTS);
     ParsedReport {
         kind,
         recipients: listed
             .into_iter()
-            .map(|(address, diagnostic)| recipient(address, None, &diagnostic, temporary))
+            .map(|(address, diagnostic, after_data)| {
+                recipient(address, None, &diagnostic, temporary, after_data)
+            })
             .collect(),
         ..ParsedReport::not_a_report()
+    }
+}
+
+fn from_ses(event: ses::SesEvent) -> ParsedReport {
+    match event {
+        ses::SesEvent::Bounce {
+            transient,
+            recipients,
+        } => ParsedReport {
+            kind: ReportKind::Bounce,
+            recipients: recipients
+                .into_iter()
+                .map(|(address, status, diagnostic)| {
+                    let mut report = recipient(address, status, &diagnostic, false, false);
+                    if transient {
+                        report.class = FailureClass::Soft;
+                    }
+                    report
+                })
+                .collect(),
+            ..ParsedReport::not_a_report()
+        },
+        ses::SesEvent::Complaint {
+            feedback_type,
+            recipients,
+        } => complaint_report(feedback_type, recipients),
     }
 }
 
@@ -519,25 +651,36 @@ fn is_generic(code: &str) -> bool {
 }
 
 /// One recipient's line: the status (given, found in the words, or
-/// derived), hard or soft, and the tidied diagnostic.
+/// derived), hard or soft, and the tidied diagnostic. `after_data`: the
+/// server refused the message after accepting the address.
 fn recipient(
     address: String,
     given_status: Option<String>,
     raw_diagnostic: &str,
     temporary: bool,
+    after_data: bool,
 ) -> RecipientReport {
     let diagnostic = text::tidy(raw_diagnostic);
     let in_words = status::find_enhanced(&diagnostic).map(|f| f.value);
+    // The remote server's own code is more precise than the reporting
+    // MTA's summary (a DSN's 5.0.0, or 5.1.1 for a reply that said 5.7.1
+    // blacklisted), as long as both agree on temporary or permanent and
+    // the server's is not vaguer than the summary.
     let status = match (given_status, in_words) {
         (Some(given), Some(words))
-            if is_generic(&given) && !is_generic(&words) && given.get(..1) == words.get(..1) =>
+            if given.get(..1) == words.get(..1) && (is_generic(&given) || !is_generic(&words)) =>
         {
             Some(words)
         }
         (Some(given), _) => Some(given),
         (None, words) => words,
     };
-    let reason = status::reason(status.as_deref(), &diagnostic);
+    let mut reason = status::reason(status.as_deref(), &diagnostic);
+    if after_data && reason == status::Reason::UserUnknown {
+        // Accepted at RCPT, refused after DATA: a filter, not a dead
+        // mailbox (see vendors::says_after_data).
+        reason = status::Reason::Blocked;
+    }
     let status = status.or_else(|| {
         let smtp_code = status::find_smtp_code(&diagnostic).map(|f| f.value);
         (smtp_code.is_some() || reason != status::Reason::Other)

@@ -159,9 +159,11 @@ pub fn reason_from_status(status: &str) -> Option<Reason> {
 }
 
 /// Phrases real servers use, in the order they are tried: the first family
-/// with a match wins. Blocks come before "unknown user" because a filter's
-/// reply often quotes the recipient ("mail to x rejected: spam"), while a
-/// dead mailbox's reply rarely mentions spam.
+/// with a match wins. The order settles mixed replies: a full or disabled
+/// mailbox is named as such even when the reply also says "unknown"; a
+/// plain "user unknown" wins over incidental words like "denied"; words
+/// that could mean either a dead address or a block ("not found",
+/// "unknown", "rejected") are tried only after the blocks.
 const PHRASES: &[(Reason, &[&str])] = &[
     (
         Reason::MailboxFull,
@@ -184,6 +186,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "full mailbox",
             "mailbox exceeds",
             "too much mail",
+            "メールボックスが一杯",
+            "容量",
         ],
     ),
     (
@@ -222,6 +226,94 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "exceeded the maximum message size",
         ],
     ),
+    // A resolver failure that asks to try again is temporary, though it
+    // says "host not found".
+    (
+        Reason::Network,
+        &[
+            "host not found, try again",
+            "try again later",
+            "temporary failure",
+        ],
+    ),
+    (
+        Reason::HostUnknown,
+        &[
+            "host unknown",
+            "unknown host",
+            "domain not found",
+            "no such domain",
+            "domain does not exist",
+            "domain doesn't exist",
+            "host not found",
+            "name service error",
+            "unrouteable mail domain",
+            "unroutable mail domain",
+            "host or domain name not found",
+            "domain name not found",
+            "no mx",
+            "mx record",
+            "dns error",
+            "illegal host/domain",
+            "unknown domain",
+            "not a valid domain",
+            "nxdomain",
+            "no smtp service",
+            "null mx",
+            "domain is not reachable",
+        ],
+    ),
+    (
+        Reason::UserUnknown,
+        &[
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "no such mailbox",
+            "no such recipient",
+            "no such address",
+            "no such account",
+            "no such local user",
+            "unknown recipient",
+            "recipient unknown",
+            "invalid recipient",
+            "recipient not found",
+            "user not found",
+            "not recognized",
+            "not recognised",
+            "user doesn't exist",
+            "user does not exist",
+            "mailbox not found",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "account does not exist",
+            "address does not exist",
+            "does not exist",
+            "doesn't have a",
+            "unrouteable address",
+            "unroutable address",
+            "invalid mailbox",
+            "not a valid mailbox",
+            "bad recipient",
+            "address unknown",
+            "unknown address",
+            "invalid address",
+            "invalid user",
+            "invalid final delivery",
+            "not our customer",
+            "unknown local part",
+            "undeliverable address",
+            "recipnotfound",
+            "not listed in",
+            "is not a known user",
+            "no valid recipients",
+            "bad destination mailbox",
+            "unknown or illegal alias",
+            // Exchange Online's directory-based edge blocking: the
+            // recipient is not in the tenant's directory.
+            "recipient address rejected: access denied",
+        ],
+    ),
     (
         Reason::Blocked,
         &[
@@ -231,7 +323,9 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "blocklist",
             "blacklist",
             "black list",
-            "listed in",
+            "is listed",
+            "listed on",
+            "listed at",
             "rbl",
             "dnsbl",
             "spamhaus",
@@ -268,6 +362,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "sender rejected",
             "prohibited",
             "security",
+            "header error",
         ],
     ),
     (
@@ -279,7 +374,6 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "ratelimit",
             "rate-limit",
             "too many",
-            "try again later",
             "try later",
             "temporarily",
             "temporary",
@@ -290,87 +384,20 @@ const PHRASES: &[(Reason, &[&str])] = &[
         ],
     ),
     (
-        Reason::HostUnknown,
-        &[
-            "host unknown",
-            "unknown host",
-            "domain not found",
-            "no such domain",
-            "domain does not exist",
-            "domain doesn't exist",
-            "host not found",
-            "name service error",
-            "unrouteable mail domain",
-            "unroutable mail domain",
-            "host or domain name not found",
-            "domain name not found",
-            "no mx",
-            "mx record",
-            "dns error",
-            "illegal host/domain",
-            "unknown domain",
-            "domain is not",
-            "no route to host",
-            "not a valid domain",
-            "nxdomain",
-        ],
-    ),
-    (
         Reason::HasMoved,
         &["has moved", "no longer with", "address has changed"],
     ),
     (
         Reason::UserUnknown,
         &[
-            "user unknown",
-            "unknown user",
-            "no such user",
-            "no such mailbox",
-            "no such recipient",
-            "no such address",
-            "no such account",
-            "no such local user",
-            "unknown recipient",
-            "recipient unknown",
-            "invalid recipient",
-            "recipient not found",
-            "recipient is not",
-            "user not found",
-            "not recognized",
-            "not recognised",
-            "user doesn't exist",
-            "user does not exist",
-            "mailbox not found",
             "mailbox unavailable",
-            "mailbox does not exist",
-            "mailbox doesn't exist",
             "mailbox is unavailable",
-            "does not exist",
-            "doesn't exist",
-            "doesn't have",
-            "not exist",
-            "unrouteable address",
-            "unroutable address",
             "no mailbox",
-            "invalid mailbox",
-            "not a valid mailbox",
-            "bad recipient",
-            "address unknown",
-            "unknown address",
-            "invalid address",
+            "not exist",
+            "no account",
             "address rejected",
             "recipient rejected",
-            "not our customer",
-            "unknown local part",
-            "undeliverable address",
-            "recipnotfound",
-            "not listed in",
-            "no account",
-            "account does not exist",
-            "unknown or illegal alias",
-            "is not a known user",
-            "no valid recipients",
-            "bad destination mailbox",
+            "recipient is not",
             "not found",
             "unknown",
         ],
@@ -390,6 +417,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "could not be delivered within",
             "not delivered for",
             "has not been delivered",
+            "hop count exceeded",
         ],
     ),
     (
@@ -416,16 +444,29 @@ pub fn reason_from_words(lower: &str) -> Option<Reason> {
 }
 
 /// The reason for a failure: a specific status code wins over the words,
-/// except that the words may turn an address code into a block (some
-/// filters answer "5.1.1 ... rejected as spam") or reveal a full mailbox
-/// behind a generic code.
+/// except that the words may reveal a full or disabled mailbox behind an
+/// address code, or an unknown user behind a policy code.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     let lower = diagnostic.to_lowercase();
     let from_words = reason_from_words(&lower);
     match (status.and_then(reason_from_status), from_words) {
-        (Some(Reason::UserUnknown), Some(Reason::MailboxFull | Reason::MailboxDisabled)) => {
-            from_words.unwrap_or(Reason::Other)
+        (
+            Some(Reason::UserUnknown),
+            Some(words @ (Reason::MailboxFull | Reason::MailboxDisabled)),
+        ) => words,
+        // Many servers answer an unknown user with a policy code (5.7.1)
+        // or a routing one (Exchange Online's 5.4.1); the words say which
+        // it is. Not for the sender's own address codes (X.1.7, X.1.8).
+        (
+            Some(Reason::Blocked | Reason::Network),
+            Some(words @ (Reason::UserUnknown | Reason::HostUnknown)),
+        ) if status.is_some_and(|s| s.get(1..4) == Some(".7.") || s.get(1..4) == Some(".4.")) => {
+            words
         }
+        // An address code explained as a refusal ("5.1.1 ... Refused due
+        // to recipient preferences", "5.1.3 ... spamhaus.org"): the words
+        // are the server's reason, the code its nearest fit.
+        (Some(Reason::UserUnknown | Reason::BadSyntax), Some(Reason::Blocked)) => Reason::Blocked,
         (Some(from_status), _) => from_status,
         (None, Some(words)) => words,
         (None, None) => Reason::Other,

@@ -43,6 +43,16 @@ pub fn find_addresses(text: &str) -> Vec<FoundAddress> {
         while start < at && bytes[start] == b'.' {
             start += 1;
         }
+        // A quoted local part ("first..last"@example.org) is kept whole,
+        // quotes included, as it is the address.
+        if start == at && at >= 2 && bytes[at - 1] == b'"' {
+            if let Some(open) = bytes[..at - 1].iter().rposition(|b| *b == b'"') {
+                let quoted = &bytes[open + 1..at - 1];
+                if !quoted.is_empty() && quoted.iter().all(|b| b.is_ascii_graphic() && *b != b'"') {
+                    start = open;
+                }
+            }
+        }
         let mut end = at + 1;
         while end < bytes.len() && is_domain_char(bytes[end]) {
             end += 1;
@@ -121,7 +131,13 @@ pub fn is_system_mailbox(address: &str) -> bool {
     let local = address.split('@').next().unwrap_or_default();
     matches!(
         local,
-        "mailer-daemon" | "mailerdaemon" | "mail-daemon" | "maildaemon" | "postmaster" | "mdaemon"
+        "mailer-daemon"
+            | "mailerdaemon"
+            | "mail-daemon"
+            | "maildaemon"
+            | "postmaster"
+            | "post_master"
+            | "mdaemon"
     )
 }
 
@@ -148,6 +164,10 @@ mod tests {
             ("Message-ID: <000.999@mailhub>", &[]),
             ("user@[192.0.2.1] and x@192.0.2.1", &[]),
             ("a@b.c d@e.fr", &["d@e.fr"]),
+            (
+                "<\"neko..nyaan.\"@libsisimai.org>",
+                &["\"neko..nyaan.\"@libsisimai.org"],
+            ),
             ("@@@ .@x.com", &[]),
         ];
         for (text, want) in cases {

@@ -9,7 +9,7 @@
 //! message, find the addresses in it that are not the sender's or a mail
 //! system's, and take each one's diagnostic from the lines that follow it.
 
-use super::status::{find_enhanced, find_smtp_code};
+use super::status::{find_enhanced, find_smtp_code, reason_from_words};
 use super::text::find_addresses;
 
 /// Lines of a notice looked at. Real notices are a few dozen lines; the
@@ -61,7 +61,9 @@ fn is_returned_marker(line: &str) -> bool {
     ]
     .iter()
     .any(|k| lower.contains(k));
-    (ruled && said)
+    // A ruled line naming the copy, or a short line that is only that
+    // ("Original message follows.").
+    (said && (ruled || trimmed.len() <= 40))
         || lower.starts_with("original message headers")
         || lower.starts_with("below this line is a copy")
         || lower.starts_with("--- below this line")
@@ -112,76 +114,133 @@ pub struct Candidate {
     pub diagnostic: String,
     /// Whether `diagnostic` contains a status or reply code.
     pub has_code: bool,
+    /// 2 with a code, 1 with words that give a reason, 0 with neither.
+    pub score: u8,
+    /// The lines around the address say the server refused the message
+    /// after DATA, not the address at RCPT.
+    pub after_data: bool,
+}
+
+/// Whether a notice (or the part of it about one address) says the
+/// refusal came after the DATA command: the server had accepted the
+/// address, so its "user unknown" is a content or per-user filter (Japanese
+/// mobile carriers answer a domain filter this way), not a dead mailbox.
+pub fn says_after_data(text: &str) -> bool {
+    // A Sendmail transcript: the command just before the first refusal.
+    // With pipelining, the RCPT's refusal arrives after ">>> DATA" and the
+    // DATA itself then gets a 503 ("need RCPT") or a 554 ("no valid
+    // recipients"): the refusal was the RCPT's.
+    let lines: Vec<&str> = text
+        .lines()
+        .take(MAX_NOTICE_LINES)
+        .map(str::trim_start)
+        .collect();
+    let mut last_command: Option<&str> = None;
+    for (index, line) in lines.iter().enumerate() {
+        if let Some(command) = line.strip_prefix(">>> ") {
+            last_command = Some(command);
+        } else if let Some(reply) = line.strip_prefix("<<< ") {
+            if reply.starts_with(['4', '5']) {
+                let after_data =
+                    last_command.is_some_and(|c| c.trim().eq_ignore_ascii_case("data"));
+                let pipelined = lines[index + 1..].iter().any(|l| {
+                    let lower = l.to_ascii_lowercase();
+                    lower.starts_with("<<< 503")
+                        || (lower.starts_with("<<< ")
+                            && (lower.contains("no valid recipients") || lower.contains("rcpt")))
+                });
+                return after_data && !pipelined;
+            }
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    [
+        "end of data",
+        "after data",
+        "data command",
+        "smtp command\ndata",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
 }
 
 fn has_code(text: &str) -> bool {
     find_enhanced(text).is_some() || find_smtp_code(text).is_some()
 }
 
+fn score(text: &str) -> u8 {
+    if has_code(text) {
+        2
+    } else if reason_from_words(&text.to_lowercase()).is_some() {
+        1
+    } else {
+        0
+    }
+}
+
 /// The addresses a notice names, in order, and what it says about each.
-/// `skip` says which addresses are the sender's or a system's.
+/// `skip` says which addresses are the sender's or a system's. When some
+/// addresses come with a reason, those without one (a "To:" line quoting
+/// the original message, a help address) are dropped.
 pub fn candidates(notice: &str, skip: &dyn Fn(&str) -> bool) -> Vec<Candidate> {
     let lines: Vec<&str> = notice.lines().take(MAX_NOTICE_LINES).collect();
-    // (line index, byte end of the address in the line, address)
-    let mut mentions: Vec<(usize, usize, String)> = Vec::new();
+    // (line index, address)
+    let mut mentions: Vec<(usize, String)> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
         let lower = line.trim_start().to_ascii_lowercase();
-        if is_sender_line(&lower) {
+        // "please contact <support@...>" names a helpdesk, not a recipient.
+        if is_sender_line(&lower) || lower.contains("contact") {
             continue;
         }
         for found in find_addresses(line) {
             if !skip(&found.address) {
-                mentions.push((index, found.end, found.address));
+                mentions.push((index, found.address));
             }
         }
     }
     let mut out: Vec<Candidate> = Vec::new();
-    for (k, (index, end, address)) in mentions.iter().enumerate() {
+    for (k, (index, address)) in mentions.iter().enumerate() {
         // The context runs to the next line naming another address.
         let next = mentions[k + 1..]
             .iter()
-            .find(|(i, _, a)| a != address && *i > *index)
-            .map_or(lines.len(), |(i, _, _)| *i);
+            .find(|(i, a)| a != address && *i > *index)
+            .map_or(lines.len(), |(i, _)| *i);
         let stop = next.min(index + MAX_CONTEXT_LINES).max(index + 1);
-        let diagnostic = diagnostic_after(&lines, *index, *end, stop);
+        let context = &lines[*index..stop.min(lines.len())];
+        let diagnostic = diagnostic_from(context);
         let candidate = Candidate {
+            after_data: says_after_data(&context.join("\n")),
             has_code: has_code(&diagnostic),
+            score: score(&diagnostic),
             address: address.clone(),
             diagnostic,
         };
         match out.iter_mut().find(|c| c.address == *address) {
-            Some(existing) => {
-                if !existing.has_code && candidate.has_code {
-                    *existing = candidate;
-                }
-            }
+            Some(existing) if candidate.score > existing.score => *existing = candidate,
+            Some(_) => {}
             None => out.push(candidate),
         }
+    }
+    let best = out.iter().map(|c| c.score).max().unwrap_or(0);
+    if best > 0 {
+        out.retain(|c| c.score > 0);
     }
     out
 }
 
-/// The diagnostic for an address named on `lines[index]` ending at byte
-/// `end`: the first line up to `stop` with a reply or status code and its
-/// continuation; else the rest of the address's paragraph; else the next
-/// paragraph.
-fn diagnostic_after(lines: &[&str], index: usize, end: usize, stop: usize) -> String {
-    let first_rest = lines[index].get(end..).unwrap_or_default();
-    let context = || {
-        std::iter::once(first_rest).chain(lines[index + 1..stop.min(lines.len())].iter().copied())
-    };
-    if let Some(at) = context().position(has_code) {
-        return paragraph_from(context().skip(at));
+/// The diagnostic in the lines from an address's mention to the next
+/// address: from the first line with a reply or status code, that line's
+/// paragraph; else the non-blank lines themselves.
+fn diagnostic_from(context: &[&str]) -> String {
+    if let Some(at) = context.iter().position(|l| has_code(l)) {
+        return paragraph_from(context[at..].iter().copied());
     }
-    let rest_has_words = first_rest.chars().filter(|c| c.is_alphabetic()).count() >= 8;
-    if rest_has_words {
-        return paragraph_from(context());
+    let mut out = String::new();
+    for line in context.iter().filter(|l| !l.trim().is_empty()).take(6) {
+        out.push_str(line.trim());
+        out.push(' ');
     }
-    let after_blank = context()
-        .skip(1)
-        .skip_while(|l| l.trim().is_empty())
-        .collect::<Vec<_>>();
-    paragraph_from(after_blank.into_iter())
+    out
 }
 
 /// The lines from the start of `lines` to the first blank one, at most six.
@@ -387,6 +446,20 @@ mod tests {
             got.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(),
             ["a@example.com"]
         );
+    }
+
+    #[test]
+    fn refusals_after_data() {
+        for (text, want) in [
+            ("... while talking to mx.:\n>>> DATA\n<<< 550 Unknown user x@example.jp\n", true),
+            (">>> RCPT To:<x@example.jp>\n<<< 550 5.1.1 User unknown\n>>> DATA\n<<< 503 Need RCPT\n", false),
+            (">>> DATA\n<<< 550 5.1.1 User unknown\n<<< 503 5.0.0 Need RCPT (recipient)\n", false),
+            ("said: 550 User unknown (in reply to end of DATA command)", true),
+            ("said: 550 User unknown (in reply to RCPT TO command)", false),
+            ("SMTP error from remote mail server after end of data: 550", true),
+        ] {
+            assert_eq!(says_after_data(text), want, "{text:?}");
+        }
     }
 
     #[test]
