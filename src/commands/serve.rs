@@ -8,6 +8,7 @@ use crate::bounce::Recorder;
 use crate::config::Settings;
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
+use crate::http::webhooks::{webhook_routes, WebhookState};
 use crate::http::{router, AppState};
 use crate::render::Templates;
 use crate::send::lock::QueueLock;
@@ -48,8 +49,11 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let poller = start_imap_poller(&settings, &store, stopped.clone())?;
         let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
+        let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
         let limits = ServerLimits::from_settings(&settings.server);
-        let app = router(AppState::new(settings)).merge(subscriber_routes(web));
+        let app = router(AppState::new(settings))
+            .merge(subscriber_routes(web))
+            .merge(webhook_routes(webhooks));
         println!("serving {} on http://{address}/", output.display());
         serve(listener, app, limits, shutdown_signal()).await;
         let _ = stop.send(true);

@@ -4,6 +4,7 @@
 pub mod server;
 pub mod site;
 pub mod subscribers;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod secrets;
 pub mod subscribers;
 pub mod suppressions;
+pub mod webhook_replays;
 
 use std::path::Path;
 use std::str::FromStr;

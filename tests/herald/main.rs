@@ -21,3 +21,4 @@ mod subscribe_web;
 mod subscriber_app;
 mod subscribers_cli;
 mod subscription_props;
+mod webhooks;
