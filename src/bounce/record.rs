@@ -332,7 +332,23 @@ fn dedupe_key(incoming: &Incoming<'_>) -> String {
             };
             format!("{source}:{id}")
         }
-        None => format!("sha256:{}", hex::encode(Sha256::digest(incoming.raw))),
+        None => format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(without_mbox_separator(incoming.raw)))
+        ),
+    }
+}
+
+/// The message without the mbox `From sender date` line an MTA puts before
+/// it for a pipe or a mailbox: its time changes when the MTA retries, and
+/// the retry is the same message.
+fn without_mbox_separator(raw: &[u8]) -> &[u8] {
+    if !raw.starts_with(b"From ") {
+        return raw;
+    }
+    match memchr::memchr(b'\n', raw) {
+        Some(end) => &raw[end + 1..],
+        None => raw,
     }
 }
 
@@ -645,6 +661,22 @@ mod tests {
             ..mail
         };
         assert_eq!(dedupe_key(&event), "mailgun:ev-1");
+    }
+
+    #[test]
+    fn a_retried_pipe_delivery_is_the_same_message() {
+        let incoming = |raw: &'static [u8]| Incoming {
+            channel: Channel::Pipe,
+            raw,
+            verp_address: None,
+            external_id: None,
+            report: ParsedReport::not_a_report(),
+        };
+        let first = incoming(b"From MAILER-DAEMON  Sun Nov 29 01:00:00 2026\nSubject: x\n\nbody");
+        let retry = incoming(b"From MAILER-DAEMON  Sun Nov 29 01:05:00 2026\nSubject: x\n\nbody");
+        let bare = incoming(b"Subject: x\n\nbody");
+        assert_eq!(dedupe_key(&first), dedupe_key(&retry));
+        assert_eq!(dedupe_key(&first), dedupe_key(&bare));
     }
 
     #[test]
