@@ -4,11 +4,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use lettre::address::Envelope;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
-use lettre::message::header::HeaderName;
+use lettre::message::dkim::DkimConfig;
 use lettre::message::Mailbox;
 use url::Url;
 
@@ -58,7 +54,7 @@ impl MessageFactory {
             unsubscribe_mailto: settings.mail.unsubscribe_mailto.clone(),
             base_url: settings.site.base_url.clone(),
             web_url,
-            dkim: load_dkim(settings)?,
+            dkim: settings.dkim()?,
         })
     }
 
@@ -116,62 +112,4 @@ impl MessageFactory {
             .context("the message's envelope")?;
         Ok((envelope, message.formatted()))
     }
-}
-
-/// DKIM from `[send] dkim_*`: off unless selector, domain and key file are
-/// all set. The signed headers include both List-Unsubscribe headers, which
-/// lettre's default list leaves out and Gmail wants covered. Content-Type
-/// is not signed: lettre adds the multipart one after signing.
-fn load_dkim(settings: &Settings) -> anyhow::Result<Option<DkimConfig>> {
-    let send = &settings.send;
-    let (Some(selector), Some(domain), Some(key_file)) =
-        (&send.dkim_selector, &send.dkim_domain, &send.dkim_key_file)
-    else {
-        return Ok(None);
-    };
-    let path = settings.resolve(key_file);
-    let pem = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading DKIM key {}", path.display()))?;
-    if pem.contains("BEGIN PRIVATE KEY") {
-        anyhow::bail!(
-            "DKIM key {} is PKCS#8; convert it to PKCS#1 (`openssl rsa -in KEY -traditional`)",
-            path.display()
-        );
-    }
-    let algorithm = if pem.contains("RSA PRIVATE KEY") {
-        DkimSigningAlgorithm::Rsa
-    } else {
-        DkimSigningAlgorithm::Ed25519
-    };
-    let key = DkimSigningKey::new(pem.trim(), algorithm).map_err(|e| {
-        anyhow::anyhow!(
-            "DKIM key {}: {e:?} (RSA: PKCS#1 PEM; Ed25519: base64 of the 32-byte key)",
-            path.display()
-        )
-    })?;
-    let headers = [
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-    ]
-    .into_iter()
-    .map(HeaderName::new_from_ascii_str)
-    .collect();
-    Ok(Some(DkimConfig::new(
-        selector.clone(),
-        domain.clone(),
-        key,
-        headers,
-        // relaxed/relaxed: lettre's default simple header canonicalization
-        // does not survive its own header folding (seen with dkimpy).
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    )))
 }

@@ -115,7 +115,7 @@ impl Subscriptions {
             &headers,
             &list,
         )?;
-        Ok(Some(message.formatted()))
+        Ok(Some(self.signed(message)))
     }
 
     /// A new token (stored as its hash, expiring after the configured TTL)
@@ -160,7 +160,15 @@ impl Subscriptions {
             url.as_str(),
             &headers,
         )?;
-        Ok(Some(message.formatted()))
+        Ok(Some(self.signed(message)))
+    }
+
+    /// The message's bytes, DKIM-signed when DKIM is configured.
+    fn signed(&self, mut message: lettre::Message) -> Vec<u8> {
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        message.formatted()
     }
 }
 

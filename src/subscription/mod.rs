@@ -129,6 +129,9 @@ pub struct Subscriptions {
     reply_to: Option<Mailbox>,
     confirmation: ConfirmationEmail,
     welcome: render::WelcomeEmail,
+    /// Confirmations and welcomes are signed like issues: with a strict
+    /// DMARC policy, an unsigned double opt-in mail may never arrive.
+    dkim: Option<lettre::message::dkim::DkimConfig>,
 }
 
 impl Subscriptions {
@@ -162,6 +165,7 @@ impl Subscriptions {
             templates,
         )?;
         Ok(Subscriptions {
+            dkim: settings.dkim()?,
             settings,
             from,
             reply_to,

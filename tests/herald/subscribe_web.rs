@@ -502,3 +502,27 @@ async fn chinese_sites_get_chinese_pages_and_mail() {
         .unwrap();
     assert!(page.contains("确认订阅"));
 }
+
+#[tokio::test]
+async fn confirmation_and_welcome_mails_are_dkim_signed() {
+    let app = spawn_app_with(AppOptions {
+        dkim: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let link = app.subscribe_and_get_link("dana@example.com").await;
+    let response = app.client.post(&link).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mail = app.wait_for_mail("dana@example.com", 2).await;
+    for message in &mail {
+        let parsed = MessageParser::default().parse(&message.data).unwrap();
+        let signature = parsed
+            .header_raw("DKIM-Signature")
+            .unwrap_or_else(|| panic!("unsigned: {:?}", parsed.subject()))
+            .replace(['\r', '\n', ' ', '\t'], "");
+        assert!(
+            signature.contains("d=example.com") && signature.contains("s=herald"),
+            "{signature}"
+        );
+    }
+}

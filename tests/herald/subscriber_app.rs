@@ -92,6 +92,8 @@ pub struct AppOptions {
     pub confirmations_per_hour: u32,
     pub confirm_ttl_hours: u64,
     pub language: &'static str,
+    /// DKIM-sign with an Ed25519 key as `herald._domainkey.example.com`.
+    pub dkim: bool,
 }
 
 impl Default for AppOptions {
@@ -102,6 +104,7 @@ impl Default for AppOptions {
             confirmations_per_hour: 3,
             confirm_ttl_hours: 72,
             language: "en",
+            dkim: false,
         }
     }
 }
@@ -137,6 +140,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.server.subscribe_per_ip_per_minute = options.per_ip_per_minute;
     settings.server.confirmations_per_address_per_hour = options.confirmations_per_hour;
     settings.server.confirm_token_ttl_hours = options.confirm_ttl_hours;
+    if options.dkim {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        std::fs::write(dir.path().join("dkim.key"), key).unwrap();
+        settings.send.dkim_selector = Some("herald".into());
+        settings.send.dkim_domain = Some("example.com".into());
+        settings.send.dkim_key_file = Some("dkim.key".into());
+    }
     let settings = Arc::new(settings);
 
     let store = Store::open(&settings.database_path()).await.unwrap();
