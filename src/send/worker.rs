@@ -157,7 +157,8 @@ pub enum RunEnd {
 }
 
 /// Records a batch of results in one transaction and updates counters.
-/// Returns how many attempts failed, for the failure window.
+/// Returns each attempt's outcome in order (true: accepted), for the
+/// failure window.
 async fn record_results(
     store: &Store,
     results: &[AttemptResult],
