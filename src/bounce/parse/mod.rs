@@ -150,6 +150,13 @@ fn first_id(value: &HeaderValue<'_>) -> Option<String> {
     (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
 }
 
+fn last_id(value: &HeaderValue<'_>) -> Option<String> {
+    match value {
+        HeaderValue::TextList(ids) => first_id(&HeaderValue::Text(ids.last()?.clone())),
+        other => first_id(other),
+    }
+}
+
 fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
     for item in items {
         if !list.contains(&item) {
@@ -162,7 +169,9 @@ impl Envelope {
     fn read(message: &Message<'_>) -> Self {
         let mut envelope = Envelope {
             subject: message.subject().unwrap_or_default().to_string(),
-            in_reply_to: first_id(message.in_reply_to()),
+            // The message replied to: In-Reply-To, or the last of the
+            // References (its parent) when a responder sets only those.
+            in_reply_to: first_id(message.in_reply_to()).or_else(|| last_id(message.references())),
             report_type: message
                 .content_type()
                 .and_then(|ct| ct.attribute("report-type"))
@@ -343,12 +352,13 @@ impl Body {
             // Broken MIME (a boundary parameter on an unfolded line, a
             // missing closing boundary) leaves no text part: read the raw
             // body as text, MIME lines and all.
-            let root = &message.parts[0];
-            let raw = message
-                .raw_message
-                .get(root.offset_body as usize..root.offset_end as usize)
-                .unwrap_or_default();
-            body.add_text(&lossy(raw), false);
+            if let Some(root) = message.parts.first() {
+                let raw = message
+                    .raw_message
+                    .get(root.offset_body as usize..root.offset_end as usize)
+                    .unwrap_or_default();
+                body.add_text(&lossy(raw), false);
+            }
         }
         body
     }
@@ -596,14 +606,14 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
             .iter()
             .map(|a| (a.clone(), notice_diagnostic(), whole_after_data))
             .collect()
-    } else if body.returned.to.len() == 1 {
-        vec![(
-            body.returned.to[0].clone(),
-            notice_diagnostic(),
-            whole_after_data,
-        )]
     } else {
-        vec![(String::new(), notice_diagnostic(), whole_after_data)]
+        // The returned message's one recipient, or no address at all (the
+        // VERP tag or the returned Message-ID then matches).
+        let address = match body.returned.to.as_slice() {
+            [only] => only.clone(),
+            _ => String::new(),
+        };
+        vec![(address, notice_diagnostic(), whole_after_data)]
     };
     listed.truncate(MAX_RECIPIENTS);
     ParsedReport {
@@ -826,6 +836,21 @@ mod tests {
         assert_eq!(report.addressed_to, ["bounces+d42.k3x9@herald.example"]);
         let report = parse(&fixture("arf.eml"));
         assert_eq!(report.feedback_type.as_deref(), Some("abuse"));
+    }
+
+    #[test]
+    fn an_auto_reply_names_the_message_it_answers() {
+        let raw = b"From: Ana <ana@example.com>\nTo: news@herald.example\n\
+            Subject: Automatic reply: Herald #12\n\
+            References: <older@herald.example> <issue-12.x@herald.example>\n\n\
+            I am out until Monday.\n";
+        let report = parse(raw);
+        assert_eq!(report.kind, ReportKind::AutoReply);
+        assert_eq!(
+            report.original_message_id.as_deref(),
+            Some("issue-12.x@herald.example")
+        );
+        assert_eq!(report.recipients[0].address, "ana@example.com");
     }
 
     #[test]
