@@ -570,16 +570,16 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
     // notice (Apache James, m-FILTER put it in a block of its own).
     let lone = candidates.len() == 1;
     let diagnostic_of = |c: &vendors::Candidate| {
-        if c.diagnostic.trim().is_empty() || (lone && !c.has_code) {
-            let whole = notice_diagnostic();
-            if whole.trim().is_empty() {
-                c.diagnostic.clone()
-            } else {
-                format!("{} {whole}", c.diagnostic)
-            }
-        } else {
-            c.diagnostic.clone()
+        if c.diagnostic.trim().is_empty() {
+            return notice_diagnostic();
         }
+        if lone && !c.has_code {
+            let whole = notice_diagnostic();
+            if c.score == 0 || vendors::has_code(&whole) {
+                return format!("{} {whole}", c.diagnostic);
+            }
+        }
+        c.diagnostic.clone()
     };
     let failed_and_named: Vec<&vendors::Candidate> = candidates
         .iter()

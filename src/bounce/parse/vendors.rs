@@ -166,7 +166,7 @@ pub fn says_after_data(text: &str) -> bool {
     .any(|p| lower.contains(p))
 }
 
-fn has_code(text: &str) -> bool {
+pub fn has_code(text: &str) -> bool {
     find_enhanced(text).is_some() || find_smtp_code(text).is_some()
 }
 
