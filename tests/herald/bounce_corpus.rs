@@ -317,6 +317,22 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
     }
 }
 
+/// Every real report, cut at 16 places: an answer each time, no panic.
+#[test]
+fn every_corpus_file_survives_truncation() {
+    let dir = corpus_dir().join("corpus");
+    for entry in std::fs::read_dir(&dir).expect("corpus/") {
+        let raw = std::fs::read(entry.expect("entry").path()).expect("file");
+        for sixteenth in 0..16 {
+            let report = parse(&raw[..raw.len() * sixteenth / 16]);
+            assert!(report
+                .recipients
+                .iter()
+                .all(|r| r.diagnostic.chars().count() <= 500));
+        }
+    }
+}
+
 /// A 50 MB bounce (a DSN returning a huge attachment): the answer comes
 /// from the first megabyte, fast, and the binary never holds the file.
 #[test]

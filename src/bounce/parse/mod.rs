@@ -854,6 +854,24 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_and_corruption_of_the_fixtures_parses() {
+        // A report cut anywhere (a full disk, a dropped connection) or with
+        // bytes mangled in transit must still give an answer, never a panic.
+        for case in CASES {
+            let raw = fixture(case.file);
+            for cut in (0..raw.len()).step_by(7) {
+                let report = parse(&raw[..cut]);
+                assert!(report.recipients.len() <= MAX_RECIPIENTS);
+            }
+            for (i, position) in (0..raw.len()).step_by(11).enumerate() {
+                let mut mangled = raw.clone();
+                mangled[position] = [0x00, 0xff, b'\n', b'<', b'@', b'"', b';', b'5'][i % 8];
+                parse(&mangled);
+            }
+        }
+    }
+
+    #[test]
     fn garbage_is_not_a_report() {
         let cases: Vec<Vec<u8>> = vec![
             Vec::new(),
