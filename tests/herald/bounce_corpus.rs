@@ -201,6 +201,8 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
     let (mut listed, mut found, mut comparable, mut same_class) = (0, 0, 0, 0);
     let mut missing = Vec::new();
     let mut class_differs = Vec::new();
+    // Allow-list entries that no longer disagree: the list must stay true.
+    let mut stale = Vec::new();
     for (file, readings) in &expected {
         let raw = std::fs::read(dir.join("corpus").join(file)).expect("corpus file");
         let report = parse(&raw);
@@ -220,6 +222,12 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
                 .iter()
                 .any(|(f, a, _)| f == file && *a == address)
             {
+                let reported_failed =
+                    matches!(report.kind, ReportKind::Bounce | ReportKind::Complaint)
+                        && report.recipients.iter().any(|r| r.address == address);
+                if reported_failed {
+                    stale.push(format!("{file}: {address} is found now"));
+                }
                 continue;
             }
             listed += 1;
@@ -257,11 +265,13 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
             } else {
                 FailureClass::Hard
             };
-            if ours.class == theirs
-                || ALLOWED_CLASS
-                    .iter()
-                    .any(|(f, a, _)| f == file && *a == address)
-            {
+            let allowed = ALLOWED_CLASS
+                .iter()
+                .any(|(f, a, _)| f == file && *a == address);
+            if allowed && ours.class == theirs {
+                stale.push(format!("{file}: {address} has Sisimai's class now"));
+            }
+            if ours.class == theirs || allowed {
                 same_class += 1;
             } else {
                 class_differs.push(format!(
@@ -277,6 +287,11 @@ fn the_parser_agrees_with_sisimai_on_the_shared_corpus() {
         "found {found}/{listed} ({:.1}%), same class {same_class}/{comparable} ({:.1}%)",
         found_share * 100.0,
         class_share * 100.0
+    );
+    assert!(
+        stale.is_empty(),
+        "stale allow-list entries:\n{}",
+        stale.join("\n")
     );
     assert!(
         found_share >= 0.95,
@@ -317,6 +332,22 @@ fn auto_replies_and_ordinary_mail_are_never_failures() {
     }
 }
 
+/// Every real report, cut at 16 places: an answer each time, no panic.
+#[test]
+fn every_corpus_file_survives_truncation() {
+    let dir = corpus_dir().join("corpus");
+    for entry in std::fs::read_dir(&dir).expect("corpus/") {
+        let raw = std::fs::read(entry.expect("entry").path()).expect("file");
+        for sixteenth in 0..16 {
+            let report = parse(&raw[..raw.len() * sixteenth / 16]);
+            assert!(report
+                .recipients
+                .iter()
+                .all(|r| r.diagnostic.chars().count() <= 500));
+        }
+    }
+}
+
 /// A 50 MB bounce (a DSN returning a huge attachment): the answer comes
 /// from the first megabyte, fast, and the binary never holds the file.
 #[test]
@@ -341,15 +372,16 @@ fn a_fifty_megabyte_report_is_parsed_quickly_in_bounded_memory() {
     assert_eq!(report.recipients[0].address, "ghost@example.org");
     assert!(took < Duration::from_secs(5), "50 MB took {took:?}");
 
-    // The binary under a 128 MiB address-space limit: reading the whole
-    // file (plus mail-parser's decoded copy) would not fit.
+    // The binary under a 64 MiB address-space limit (it peaks at about
+    // 14 MB of RSS here): reading the whole 50 MB file, let alone parsing
+    // it, would not fit.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("huge.eml");
     std::fs::write(&path, &raw).expect("write");
     drop(raw);
     let output = std::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"ulimit -v 131072 && exec "$0" bounces parse --json "$1""#)
+        .arg(r#"ulimit -v 65536 && exec "$0" bounces parse --json "$1""#)
         .arg(env!("CARGO_BIN_EXE_herald"))
         .arg(&path)
         .output()

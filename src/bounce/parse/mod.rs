@@ -150,6 +150,13 @@ fn first_id(value: &HeaderValue<'_>) -> Option<String> {
     (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
 }
 
+fn last_id(value: &HeaderValue<'_>) -> Option<String> {
+    match value {
+        HeaderValue::TextList(ids) => first_id(&HeaderValue::Text(ids.last()?.clone())),
+        other => first_id(other),
+    }
+}
+
 fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
     for item in items {
         if !list.contains(&item) {
@@ -162,7 +169,9 @@ impl Envelope {
     fn read(message: &Message<'_>) -> Self {
         let mut envelope = Envelope {
             subject: message.subject().unwrap_or_default().to_string(),
-            in_reply_to: first_id(message.in_reply_to()),
+            // The message replied to: In-Reply-To, or the last of the
+            // References (its parent) when a responder sets only those.
+            in_reply_to: first_id(message.in_reply_to()).or_else(|| last_id(message.references())),
             report_type: message
                 .content_type()
                 .and_then(|ct| ct.attribute("report-type"))
@@ -343,12 +352,13 @@ impl Body {
             // Broken MIME (a boundary parameter on an unfolded line, a
             // missing closing boundary) leaves no text part: read the raw
             // body as text, MIME lines and all.
-            let root = &message.parts[0];
-            let raw = message
-                .raw_message
-                .get(root.offset_body as usize..root.offset_end as usize)
-                .unwrap_or_default();
-            body.add_text(&lossy(raw), false);
+            if let Some(root) = message.parts.first() {
+                let raw = message
+                    .raw_message
+                    .get(root.offset_body as usize..root.offset_end as usize)
+                    .unwrap_or_default();
+                body.add_text(&lossy(raw), false);
+            }
         }
         body
     }
@@ -560,16 +570,16 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
     // notice (Apache James, m-FILTER put it in a block of its own).
     let lone = candidates.len() == 1;
     let diagnostic_of = |c: &vendors::Candidate| {
-        if c.diagnostic.trim().is_empty() || (lone && !c.has_code) {
-            let whole = notice_diagnostic();
-            if whole.trim().is_empty() {
-                c.diagnostic.clone()
-            } else {
-                format!("{} {whole}", c.diagnostic)
-            }
-        } else {
-            c.diagnostic.clone()
+        if c.diagnostic.trim().is_empty() {
+            return notice_diagnostic();
         }
+        if lone && !c.has_code {
+            let whole = notice_diagnostic();
+            if c.score == 0 || vendors::has_code(&whole) {
+                return format!("{} {whole}", c.diagnostic);
+            }
+        }
+        c.diagnostic.clone()
     };
     let failed_and_named: Vec<&vendors::Candidate> = candidates
         .iter()
@@ -596,14 +606,14 @@ fn from_notice(envelope: &Envelope, body: &Body, kind: ReportKind) -> ParsedRepo
             .iter()
             .map(|a| (a.clone(), notice_diagnostic(), whole_after_data))
             .collect()
-    } else if body.returned.to.len() == 1 {
-        vec![(
-            body.returned.to[0].clone(),
-            notice_diagnostic(),
-            whole_after_data,
-        )]
     } else {
-        vec![(String::new(), notice_diagnostic(), whole_after_data)]
+        // The returned message's one recipient, or no address at all (the
+        // VERP tag or the returned Message-ID then matches).
+        let address = match body.returned.to.as_slice() {
+            [only] => only.clone(),
+            _ => String::new(),
+        };
+        vec![(address, notice_diagnostic(), whole_after_data)]
     };
     listed.truncate(MAX_RECIPIENTS);
     ParsedReport {
@@ -826,6 +836,39 @@ mod tests {
         assert_eq!(report.addressed_to, ["bounces+d42.k3x9@herald.example"]);
         let report = parse(&fixture("arf.eml"));
         assert_eq!(report.feedback_type.as_deref(), Some("abuse"));
+    }
+
+    #[test]
+    fn an_auto_reply_names_the_message_it_answers() {
+        let raw = b"From: Ana <ana@example.com>\nTo: news@herald.example\n\
+            Subject: Automatic reply: Herald #12\n\
+            References: <older@herald.example> <issue-12.x@herald.example>\n\n\
+            I am out until Monday.\n";
+        let report = parse(raw);
+        assert_eq!(report.kind, ReportKind::AutoReply);
+        assert_eq!(
+            report.original_message_id.as_deref(),
+            Some("issue-12.x@herald.example")
+        );
+        assert_eq!(report.recipients[0].address, "ana@example.com");
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_of_the_fixtures_parses() {
+        // A report cut anywhere (a full disk, a dropped connection) or with
+        // bytes mangled in transit must still give an answer, never a panic.
+        for case in CASES {
+            let raw = fixture(case.file);
+            for cut in (0..raw.len()).step_by(7) {
+                let report = parse(&raw[..cut]);
+                assert!(report.recipients.len() <= MAX_RECIPIENTS);
+            }
+            for (i, position) in (0..raw.len()).step_by(11).enumerate() {
+                let mut mangled = raw.clone();
+                mangled[position] = [0x00, 0xff, b'\n', b'<', b'@', b'"', b';', b'5'][i % 8];
+                parse(&mangled);
+            }
+        }
     }
 
     #[test]

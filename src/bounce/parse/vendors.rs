@@ -114,7 +114,9 @@ pub struct Candidate {
     pub diagnostic: String,
     /// Whether `diagnostic` contains a status or reply code.
     pub has_code: bool,
-    /// 2 with a code, 1 with words that give a reason, 0 with neither.
+    /// 3 with a server's reply code, 2 with only a status code (help
+    /// texts cite those too: "see DSN 5.1.10"), 1 with words that give a
+    /// reason, 0 with none of these.
     pub score: u8,
     /// The lines around the address say the server refused the message
     /// after DATA, not the address at RCPT.
@@ -164,12 +166,14 @@ pub fn says_after_data(text: &str) -> bool {
     .any(|p| lower.contains(p))
 }
 
-fn has_code(text: &str) -> bool {
+pub fn has_code(text: &str) -> bool {
     find_enhanced(text).is_some() || find_smtp_code(text).is_some()
 }
 
 fn score(text: &str) -> u8 {
-    if has_code(text) {
+    if find_smtp_code(text).is_some() {
+        3
+    } else if find_enhanced(text).is_some() {
         2
     } else if reason_from_words(&text.to_lowercase()).is_some() {
         1
@@ -232,7 +236,8 @@ pub fn candidates(notice: &str, skip: &dyn Fn(&str) -> bool) -> Vec<Candidate> {
 /// address: from the first line with a reply or status code, that line's
 /// paragraph; else the non-blank lines themselves.
 fn diagnostic_from(context: &[&str]) -> String {
-    if let Some(at) = context.iter().position(|l| has_code(l)) {
+    let replied = context.iter().position(|l| find_smtp_code(l).is_some());
+    if let Some(at) = replied.or_else(|| context.iter().position(|l| has_code(l))) {
         return paragraph_from(context[at..].iter().copied());
     }
     let mut out = String::new();

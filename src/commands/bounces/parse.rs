@@ -71,10 +71,17 @@ pub fn run(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut unreadable = Vec::new();
+    // The FILE column fits the longest name given, within reason.
+    let width = files
+        .iter()
+        .map(|f| f.display().to_string().chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 60);
     if !json {
         writeln!(
             out,
-            "{:<32}  {:<10}  {:<36}  {:<9}  {:<5}  DIAGNOSTIC",
+            "{:<width$}  {:<10}  {:<36}  {:<9}  {:<5}  DIAGNOSTIC",
             "FILE", "KIND", "ADDRESS", "STATUS", "CLASS"
         )?;
     }
@@ -93,7 +100,7 @@ pub fn run(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
         if json {
             print_json(&mut out, &name, &report)?;
         } else {
-            print_rows(&mut out, &name, &report)?;
+            print_rows(&mut out, &name, width, &report)?;
         }
     }
     out.flush()?;
@@ -128,12 +135,17 @@ fn print_json(out: &mut impl Write, file: &str, report: &ParsedReport) -> anyhow
     Ok(())
 }
 
-fn print_rows(out: &mut impl Write, file: &str, report: &ParsedReport) -> anyhow::Result<()> {
+fn print_rows(
+    out: &mut impl Write,
+    file: &str,
+    width: usize,
+    report: &ParsedReport,
+) -> anyhow::Result<()> {
     let kind = report.kind.as_str();
     if report.recipients.is_empty() {
         writeln!(
             out,
-            "{file:<32}  {kind:<10}  {:<36}  {:<9}  {:<5}  -",
+            "{file:<width$}  {kind:<10}  {:<36}  {:<9}  {:<5}  -",
             "-", "-", "-"
         )?;
     }
@@ -146,7 +158,7 @@ fn print_rows(out: &mut impl Write, file: &str, report: &ParsedReport) -> anyhow
         let diagnostic: String = r.diagnostic.chars().take(80).collect();
         writeln!(
             out,
-            "{file:<32}  {kind:<10}  {address:<36}  {:<9}  {:<5}  {diagnostic}",
+            "{file:<width$}  {kind:<10}  {address:<36}  {:<9}  {:<5}  {diagnostic}",
             r.status.as_deref().unwrap_or("-"),
             r.class.as_str(),
         )?;
