@@ -53,6 +53,21 @@ pub enum BounceCause {
     },
 }
 
+/// The kind a report is acted on as. An ARF report of feedback type
+/// `auth-failure` (RFC 6591: a DMARC, DKIM or SPF failure) is about our
+/// mail's authentication, not a reader's wish: it is kept as the complaint
+/// report it is, but changes no subscriber and no delivery.
+pub fn kind_to_act_on(kind: ReportKind, feedback_type: Option<&str>) -> ReportKind {
+    match (kind, feedback_type) {
+        (ReportKind::Complaint, Some(feedback))
+            if feedback.eq_ignore_ascii_case("auth-failure") =>
+        {
+            ReportKind::None
+        }
+        _ => kind,
+    }
+}
+
 /// `soft_bounces` counts this subscriber's distinct soft-bounced deliveries
 /// within the window, this report's included: one campaign's copy counts
 /// once however many messages report it, so recording the same bounce
@@ -93,6 +108,24 @@ mod tests {
             soft_bounce_limit: limit,
             soft_bounce_window: 30 * DAY_MILLIS,
         }
+    }
+
+    #[test]
+    fn an_authentication_failure_report_is_no_complaint() {
+        assert_eq!(
+            kind_to_act_on(ReportKind::Complaint, Some("auth-failure")),
+            ReportKind::None
+        );
+        for feedback in [Some("abuse"), Some("fraud"), Some("unsubscribe"), None] {
+            assert_eq!(
+                kind_to_act_on(ReportKind::Complaint, feedback),
+                ReportKind::Complaint
+            );
+        }
+        assert_eq!(
+            kind_to_act_on(ReportKind::Bounce, Some("auth-failure")),
+            ReportKind::Bounce
+        );
     }
 
     #[test]

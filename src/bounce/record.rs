@@ -17,7 +17,7 @@ use crate::store::deliveries::{self, DeliveryReport, ReportedDelivery};
 use crate::store::subscribers::{self, SubscriberState};
 use crate::store::{secrets, Millis, Store, Tx};
 
-use super::policy::{decide, BounceCause, BouncePolicy, Verdict};
+use super::policy::{decide, kind_to_act_on, BounceCause, BouncePolicy, Verdict};
 use super::report::{FailureClass, ParsedReport, RecipientReport, ReportKind};
 
 /// Which provider's webhook an event came through.
@@ -291,7 +291,7 @@ impl Recorder {
             apply(
                 &mut tx,
                 report_id,
-                report.kind,
+                kind_to_act_on(report.kind, report.feedback_type.as_deref()),
                 &recipient,
                 &matched,
                 &policy,

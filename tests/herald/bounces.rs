@@ -1091,3 +1091,25 @@ fn a_bounced_confirmation_is_found_by_its_message_id() {
     let (state, history) = setup.subscriber(newcomer);
     assert_eq!(state, "bounced", "{history:?}");
 }
+
+#[test]
+fn a_dmarc_failure_report_is_kept_but_marks_nobody_complained() {
+    let setup = Setup::new(1, "");
+    setup.send(1);
+    let reader = address(0);
+    let copy = setup.mail_to(&reader).remove(0);
+    let mut report = failure(
+        ReportKind::Complaint,
+        &reader,
+        "",
+        FailureClass::Hard,
+        Some(message_id(&copy)),
+    );
+    report.feedback_type = Some("auth-failure".into());
+    let outcome = setup.record(report, None, b"an RFC 6591 report");
+    assert!(!outcome.duplicate);
+    let (state, history) = setup.subscriber(&reader);
+    assert_eq!(state, "active");
+    assert!(history.is_empty(), "{history:?}");
+    assert_eq!(report_count(&setup), 1, "the report is kept");
+}
