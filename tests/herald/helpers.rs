@@ -124,3 +124,43 @@ pub fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
 }
+
+/// Starts the real `herald serve` of `ws` on a free port with
+/// `environment` (and no webhook secret from the caller's); returns the
+/// child and its address once it listens (or exited).
+pub fn start_serve(
+    ws: &Workspace,
+    environment: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .args([
+            "--config",
+            ws.config().to_str().unwrap(),
+            "serve",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("HERALD_MAILGUN_SIGNING_KEY")
+        .env_remove("HERALD_SENDGRID_VERIFICATION_KEY")
+        .env_remove("HERALD_POSTMARK_WEBHOOK_PASSWORD")
+        .env_remove("HERALD_WEBHOOK_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (child, address)
+}

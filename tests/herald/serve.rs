@@ -297,31 +297,9 @@ async fn feeds_carry_a_websub_link_header_when_a_hub_is_configured() {
 fn the_serve_command_serves_until_sigterm() {
     let ws = Workspace::with_examples("");
     assert!(ws.build().status.success());
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "--config",
-            ws.config().to_str().unwrap(),
-            "serve",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut answered = None;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            answered = Some(raw_get(address, "/healthz"));
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (child, address) = crate::helpers::start_serve(&ws, &[]);
+    let port = address.port();
+    let answered = Some(raw_get(address, "/healthz"));
     let (status, response) = answered.expect("herald serve listens");
     assert_eq!(status, 200);
     assert!(response.ends_with("ok"));

@@ -10,7 +10,7 @@ use herald::config::Settings;
 use herald::http::server::{serve, ServerLimits};
 use herald::http::{router, AppState};
 
-use crate::helpers::{stderr, Workspace};
+use crate::helpers::{start_serve, stderr, Workspace};
 
 const LIMITS: ServerLimits = ServerLimits {
     header_timeout: Duration::from_secs(1),
@@ -141,32 +141,8 @@ fn past_the_connection_cap_a_client_waits_and_is_then_served() {
 fn sigterm_does_not_wait_for_idle_keep_alive_connections() {
     let ws = Workspace::with_examples("");
     assert!(ws.build().status.success());
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "--config",
-            ws.config().to_str().unwrap(),
-            "serve",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut idle = None;
-    for _ in 0..200 {
-        if let Ok(stream) = TcpStream::connect(address) {
-            idle = Some(stream);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut idle = idle.expect("herald serve listens");
+    let (mut child, address) = start_serve(&ws, &[]);
+    let mut idle = TcpStream::connect(address).expect("herald serve listens");
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut response = [0u8; 1024];

@@ -1083,45 +1083,6 @@ async fn endpoints_without_a_secret_are_off_and_bodies_are_capped() {
     );
 }
 
-/// Starts the real `herald serve` on a free port with `environment`;
-/// returns the child and its address once it listens (or exited).
-fn start_serve(
-    ws: &crate::helpers::Workspace,
-    environment: &[(&str, &str)],
-) -> (std::process::Child, SocketAddr) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
-    command
-        .args([
-            "--config",
-            ws.config().to_str().unwrap(),
-            "serve",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("HERALD_MAILGUN_SIGNING_KEY")
-        .env_remove("HERALD_SENDGRID_VERIFICATION_KEY")
-        .env_remove("HERALD_POSTMARK_WEBHOOK_PASSWORD")
-        .env_remove("HERALD_WEBHOOK_SECRET")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    for (name, value) in environment {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(address).is_ok() || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, address)
-}
-
 /// `herald serve` itself serves the webhooks, with the secret from its
 /// environment and the list in its own database file.
 #[tokio::test]
@@ -1147,7 +1108,8 @@ async fn the_serve_command_serves_the_webhooks() {
     .unwrap();
     tx.commit().await.unwrap();
 
-    let (mut child, address) = start_serve(&ws, &[("HERALD_WEBHOOK_SECRET", GENERIC_SECRET)]);
+    let (mut child, address) =
+        crate::helpers::start_serve(&ws, &[("HERALD_WEBHOOK_SECRET", GENERIC_SECRET)]);
     let client = reqwest::Client::new();
     let url = format!("http://{address}/webhooks/generic");
     let body = json!({"id": "serve-1", "event": "bounce", "recipient": "jane@example.com", "status": "5.1.1"})
@@ -1201,7 +1163,8 @@ async fn the_serve_command_serves_the_webhooks() {
 fn a_bad_sendgrid_key_stops_serve_without_printing_it() {
     let ws = crate::helpers::Workspace::with_examples("");
     let secret = "not-a-key-but-secret-all-the-same";
-    let (mut child, _) = start_serve(&ws, &[("HERALD_SENDGRID_VERIFICATION_KEY", secret)]);
+    let (mut child, _) =
+        crate::helpers::start_serve(&ws, &[("HERALD_SENDGRID_VERIFICATION_KEY", secret)]);
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
