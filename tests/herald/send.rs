@@ -693,3 +693,30 @@ fn a_data_accepted_after_a_refused_recipient_is_ended_and_the_run_finishes() {
     assert_eq!(count(&counts, "failed"), 3, "{counts:?}");
     assert_eq!(subscriber_state(&s.settings, &address(0)), "bounced");
 }
+
+/// A disk that fills mid-message (here a file-size limit, EFBIG, which
+/// fails the write just as ENOSPC does) leaves no empty or truncated
+/// message in the outbox, and no temporary file either.
+#[test]
+fn a_write_that_fails_midway_leaves_nothing_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let issue = crate::helpers::repo_path("examples/issues/vol-001.md");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        // Ignored signals stay ignored across exec: the write fails with
+        // EFBIG instead of SIGXFSZ killing the process.
+        .arg("trap '' XFSZ; ulimit -f 16; exec \"$0\" send --to reader@example.com \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .arg(&issue)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
