@@ -92,20 +92,25 @@ pub async fn claim_due_deliveries(
         .bind(campaign)
         .fetch_all(&mut **tx)
         .await?;
-    let mut claimed: Vec<ClaimedDelivery> = rows
+    // A row that does not decode (a corrupt database) fails the whole claim
+    // with an error naming the column; the caller's transaction is then
+    // dropped, not committed, so no row is left 'sending' by it.
+    let mut claimed = rows
         .iter()
-        .map(|row| ClaimedDelivery {
-            id: row.get("id"),
-            kind: row.get("kind"),
-            subscriber_id: row.get("subscriber_id"),
-            recipient: row.get("recipient"),
-            payload: row.get("payload"),
-            attempts: row.get("attempts"),
-            first_attempt_at: row.get("first_attempt_at"),
-            message_id: row.get("message_id"),
-            unsubscribe_token: None,
+        .map(|row| {
+            Ok(ClaimedDelivery {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                subscriber_id: row.try_get("subscriber_id")?,
+                recipient: row.try_get("recipient")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+                first_attempt_at: row.try_get("first_attempt_at")?,
+                message_id: row.try_get("message_id")?,
+                unsubscribe_token: None,
+            })
         })
-        .collect();
+        .collect::<sqlx::Result<Vec<_>>>()?;
     // RETURNING comes back in no particular order.
     claimed.sort_by_key(|d| d.id);
     Ok(claimed)
@@ -130,10 +135,10 @@ pub async fn unsubscribe_tokens_for(
         .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
-    let tokens: std::collections::HashMap<i64, String> = rows
+    let tokens = rows
         .iter()
-        .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
-        .collect();
+        .map(|r| Ok((r.try_get("id")?, r.try_get("unsubscribe_token")?)))
+        .collect::<sqlx::Result<std::collections::HashMap<i64, String>>>()?;
     for delivery in claimed {
         if let Some(id) = delivery.subscriber_id {
             delivery.unsubscribe_token = tokens.get(&id).cloned();
@@ -281,7 +286,7 @@ pub async fn enqueue_transactional(
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// The same transactional mail queued for many subscribers at once (an
@@ -328,7 +333,7 @@ pub async fn count_transactional_since(
     .bind(since)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// Delivery counts by state for a queue.
@@ -338,13 +343,15 @@ pub async fn count_deliveries_by_state(
 ) -> sqlx::Result<Vec<(String, i64)>> {
     let (filter, campaign) = queue.condition();
     let sql = format!(
-        "SELECT state, COUNT(*) FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
+        "SELECT state, COUNT(*) AS n FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
     );
     let rows = sqlx::query(&sql)
         .bind(campaign)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
 }
 
 /// When the next deferred row of a queue comes due, if any.
@@ -355,7 +362,7 @@ pub async fn next_due_time(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<Op
     .bind(campaign_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// The first and last send times and the number sent, for the send rate.
@@ -369,7 +376,7 @@ pub async fn sent_time_span(
     .bind(campaign_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// Deferred and failed rows grouped by the server's reply, most common first.
@@ -397,16 +404,17 @@ pub async fn error_groups(
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ErrorGroup {
-            state: r.get(0),
-            code: r.get(1),
-            enhanced_code: r.get(2),
-            reply: r.get(3),
-            count: r.get(4),
+    rows.iter()
+        .map(|r| {
+            Ok(ErrorGroup {
+                state: r.try_get("state")?,
+                code: r.try_get("last_code")?,
+                enhanced_code: r.try_get("last_enhanced_code")?,
+                reply: r.try_get("last_reply")?,
+                count: r.try_get("n")?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Erasing a subscriber: their address and any finished message that holds
@@ -440,13 +448,13 @@ pub struct ReportedDelivery {
     pub recipient: String,
 }
 
-fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> ReportedDelivery {
-    ReportedDelivery {
-        id: row.get("id"),
-        campaign_id: row.get("campaign_id"),
-        subscriber_id: row.get("subscriber_id"),
-        recipient: row.get("recipient"),
-    }
+fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<ReportedDelivery> {
+    Ok(ReportedDelivery {
+        id: row.try_get("id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        subscriber_id: row.try_get("subscriber_id")?,
+        recipient: row.try_get("recipient")?,
+    })
 }
 
 /// The delivery a VERP tag names.
@@ -460,7 +468,7 @@ pub async fn find_delivery_by_id(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// The campaign delivery a returned Message-ID names: its campaign by the
@@ -483,7 +491,7 @@ pub async fn find_campaign_delivery_by_message_id(
     .bind(message_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// A confirmation or welcome by its Message-ID (a partial index holds only
@@ -499,7 +507,7 @@ pub async fn find_transactional_delivery_by_message_id(
     .bind(message_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// How grave a report is, as SQL over a kind and a class expression: a
@@ -569,27 +577,29 @@ pub async fn campaign_report_counts(
 ) -> sqlx::Result<Vec<CampaignReportCounts>> {
     let rows = sqlx::query(
         "SELECT c.id, c.issue_slug,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent'),
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent')
+                 AS sent,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'hard'),
+                  AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'soft'),
+                  AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'complaint')
+                  AND d.report_kind = 'complaint') AS complaints
          FROM campaigns c ORDER BY c.id DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| CampaignReportCounts {
-            campaign_id: r.get(0),
-            issue_slug: r.get(1),
-            sent: r.get(2),
-            hard_bounces: r.get(3),
-            soft_bounces: r.get(4),
-            complaints: r.get(5),
+    rows.iter()
+        .map(|r| {
+            Ok(CampaignReportCounts {
+                campaign_id: r.try_get("id")?,
+                issue_slug: r.try_get("issue_slug")?,
+                sent: r.try_get("sent")?,
+                hard_bounces: r.try_get("hard_bounces")?,
+                soft_bounces: r.try_get("soft_bounces")?,
+                complaints: r.try_get("complaints")?,
+            })
         })
-        .collect())
+        .collect()
 }
