@@ -103,6 +103,11 @@ fn send_with_an_undecodable_recipient_fails_cleanly() {
     assert_eq!(output.status.code(), Some(3), "an internal fault: {err}");
     assert!(err.contains("recipient"), "names the column: {err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.matches("mismatched types").count(),
+        1,
+        "said once: {err}"
+    );
 
     let states = delivery_states(&database);
     assert!(
