@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", commands::error_message(&error));
             if error.chain().any(|cause| cause.is::<UserError>()) {
                 ExitCode::from(1)
             } else {

@@ -31,6 +31,24 @@ pub fn user_error(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(message.into()))
 }
 
+/// An error and its causes, joined by ": " as `{:#}` does, leaving out a
+/// cause whose text the message before it already ends with: some errors
+/// (sqlx's ColumnDecode among them) repeat their source in their own
+/// message, and the chain would say it twice.
+pub fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
 pub fn success() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
@@ -59,4 +77,28 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     temp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::error_message;
+
+    #[test]
+    fn error_message_says_a_repeated_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("decoding column \"recipient\": {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let inner = std::io::Error::other("mismatched types");
+        let error = anyhow::Error::new(Repeats(inner)).context("claiming deliveries");
+        assert_eq!(
+            error_message(&error),
+            "claiming deliveries: decoding column \"recipient\": mismatched types"
+        );
+        let plain = Err::<(), _>(std::io::Error::other("disk full"))
+            .context("writing x")
+            .unwrap_err();
+        assert_eq!(error_message(&plain), "writing x: disk full");
+    }
 }

@@ -238,7 +238,10 @@ async fn claim_batch(
     let mut tx = store.begin().await?;
     let mut claimed =
         deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
-            .await?;
+            .await
+            // A row that does not decode (a corrupt database) ends up here;
+            // the transaction is dropped uncommitted, so nothing is claimed.
+            .context("claiming deliveries from the database")?;
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }

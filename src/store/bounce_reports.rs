@@ -36,7 +36,7 @@ pub async fn insert_report(tx: &mut Tx<'_>, new: &NewReport<'_>) -> sqlx::Result
     .bind(new.raw)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 pub async fn find_report_id_by_dedupe_key(
@@ -153,29 +153,31 @@ pub struct ReportRow {
 pub async fn list_reports(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<ReportRow>> {
     let rows = sqlx::query(
         "SELECT r.id, r.received_at, r.channel, r.provider, r.kind, r.matched, r.unmatched,
-                r.raw IS NOT NULL,
+                r.raw IS NOT NULL AS raw_kept,
                 (SELECT json_group_array(json_object(
                      'address', b.address, 'status', b.status, 'class', b.class,
                      'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
                      'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id))
-                 FROM bounce_recipients b WHERE b.report_id = r.id)
+                 FROM bounce_recipients b WHERE b.report_id = r.id) AS recipients_json
          FROM bounce_reports r ORDER BY r.id DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ReportRow {
-            id: r.get(0),
-            received_at: r.get(1),
-            channel: r.get(2),
-            provider: r.get(3),
-            kind: r.get(4),
-            matched: r.get(5),
-            unmatched: r.get(6),
-            raw_kept: r.get(7),
-            recipients_json: r.get(8),
+    // By name, so a column that does not decode is named in the error.
+    rows.iter()
+        .map(|r| {
+            Ok(ReportRow {
+                id: r.try_get("id")?,
+                received_at: r.try_get("received_at")?,
+                channel: r.try_get("channel")?,
+                provider: r.try_get("provider")?,
+                kind: r.try_get("kind")?,
+                matched: r.try_get("matched")?,
+                unmatched: r.try_get("unmatched")?,
+                raw_kept: r.try_get("raw_kept")?,
+                recipients_json: r.try_get("recipients_json")?,
+            })
         })
-        .collect())
+        .collect()
 }

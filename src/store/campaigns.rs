@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Millis, Tx};
+use super::{try_get_parsed, Millis, Tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignState {
@@ -20,11 +20,15 @@ impl CampaignState {
         }
     }
 
-    fn parse(s: &str) -> CampaignState {
+    /// None for anything else: the CHECK constraint allows only these, so
+    /// another word means a corrupt database, and guessing `sending` would
+    /// mail a paused or finished campaign again.
+    fn parse(s: &str) -> Option<CampaignState> {
         match s {
-            "paused" => CampaignState::Paused,
-            "finished" => CampaignState::Finished,
-            _ => CampaignState::Sending,
+            "sending" => Some(CampaignState::Sending),
+            "paused" => Some(CampaignState::Paused),
+            "finished" => Some(CampaignState::Finished),
+            _ => None,
         }
     }
 }
@@ -60,20 +64,20 @@ const CAMPAIGN_COLUMNS: &str =
     "id, issue_slug, issue_number, issue_hash, subject, html, text, state, \
                                 pause_reason, created_at, finished_at";
 
-fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> Campaign {
-    Campaign {
-        id: row.get("id"),
-        issue_slug: row.get("issue_slug"),
-        issue_number: row.get("issue_number"),
-        issue_hash: row.get("issue_hash"),
-        subject: row.get("subject"),
-        html: row.get("html"),
-        text: row.get("text"),
-        state: CampaignState::parse(row.get::<&str, _>("state")),
-        pause_reason: row.get("pause_reason"),
-        created_at: row.get("created_at"),
-        finished_at: row.get("finished_at"),
-    }
+fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Campaign> {
+    Ok(Campaign {
+        id: row.try_get("id")?,
+        issue_slug: row.try_get("issue_slug")?,
+        issue_number: row.try_get("issue_number")?,
+        issue_hash: row.try_get("issue_hash")?,
+        subject: row.try_get("subject")?,
+        html: row.try_get("html")?,
+        text: row.try_get("text")?,
+        state: try_get_parsed(row, "state", CampaignState::parse)?,
+        pause_reason: row.try_get("pause_reason")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
 }
 
 /// The live (not retired) campaign of an issue, if it was ever sent.
@@ -85,14 +89,14 @@ pub async fn find_current_campaign(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<
         .bind(slug)
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.as_ref().map(campaign_from_row))
+    row.as_ref().map(campaign_from_row).transpose()
 }
 
 /// The most recent campaign of any issue, for `herald status`.
 pub async fn find_latest_campaign(tx: &mut Tx<'_>) -> sqlx::Result<Option<Campaign>> {
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT 1");
     let row = sqlx::query(&sql).fetch_optional(&mut **tx).await?;
-    Ok(row.as_ref().map(campaign_from_row))
+    row.as_ref().map(campaign_from_row).transpose()
 }
 
 pub async fn insert_campaign(
@@ -115,7 +119,7 @@ pub async fn insert_campaign(
     .bind(new.message_nonce)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// Retires the live campaign of an issue, so `--force-new` starts afresh.

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::subscribers::SubscriberState;
-use super::{Millis, Tx};
+use super::{try_get_parsed, Millis, Tx};
 
 pub async fn insert_confirmation_token(
     tx: &mut Tx<'_>,
@@ -42,7 +42,7 @@ pub async fn use_confirmation_token(
     .bind(token_hash)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// Spends every other outstanding token of a subscriber once one has
@@ -83,10 +83,13 @@ pub async fn find_confirmation_token(
     .bind(token_hash)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| TokenStatus {
-        subscriber_id: r.get(0),
-        subscriber_state: SubscriberState::parse(r.get(1)).unwrap_or(SubscriberState::Pending),
-        expires_at: r.get(2),
-        used_at: r.get(3),
-    }))
+    row.map(|r| {
+        Ok(TokenStatus {
+            subscriber_id: r.try_get("subscriber_id")?,
+            subscriber_state: try_get_parsed(&r, "state", SubscriberState::parse)?,
+            expires_at: r.try_get("expires_at")?,
+            used_at: r.try_get("used_at")?,
+        })
+    })
+    .transpose()
 }

@@ -92,20 +92,25 @@ pub async fn claim_due_deliveries(
         .bind(campaign)
         .fetch_all(&mut **tx)
         .await?;
-    let mut claimed: Vec<ClaimedDelivery> = rows
+    // A row that does not decode (a corrupt database) fails the whole claim
+    // with an error naming the column; the caller's transaction is then
+    // dropped, not committed, so no row is left 'sending' by it.
+    let mut claimed = rows
         .iter()
-        .map(|row| ClaimedDelivery {
-            id: row.get("id"),
-            kind: row.get("kind"),
-            subscriber_id: row.get("subscriber_id"),
-            recipient: row.get("recipient"),
-            payload: row.get("payload"),
-            attempts: row.get("attempts"),
-            first_attempt_at: row.get("first_attempt_at"),
-            message_id: row.get("message_id"),
-            unsubscribe_token: None,
+        .map(|row| {
+            Ok(ClaimedDelivery {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                subscriber_id: row.try_get("subscriber_id")?,
+                recipient: row.try_get("recipient")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+                first_attempt_at: row.try_get("first_attempt_at")?,
+                message_id: row.try_get("message_id")?,
+                unsubscribe_token: None,
+            })
         })
-        .collect();
+        .collect::<sqlx::Result<Vec<_>>>()?;
     // RETURNING comes back in no particular order.
     claimed.sort_by_key(|d| d.id);
     Ok(claimed)
@@ -130,10 +135,10 @@ pub async fn unsubscribe_tokens_for(
         .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
-    let tokens: std::collections::HashMap<i64, String> = rows
+    let tokens = rows
         .iter()
-        .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
-        .collect();
+        .map(|r| Ok((r.try_get("id")?, r.try_get("unsubscribe_token")?)))
+        .collect::<sqlx::Result<std::collections::HashMap<i64, String>>>()?;
     for delivery in claimed {
         if let Some(id) = delivery.subscriber_id {
             delivery.unsubscribe_token = tokens.get(&id).cloned();
@@ -281,7 +286,7 @@ pub async fn enqueue_transactional(
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// The same transactional mail queued for many subscribers at once (an
@@ -328,7 +333,7 @@ pub async fn count_transactional_since(
     .bind(since)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// Delivery counts by state for a queue.
@@ -338,13 +343,15 @@ pub async fn count_deliveries_by_state(
 ) -> sqlx::Result<Vec<(String, i64)>> {
     let (filter, campaign) = queue.condition();
     let sql = format!(
-        "SELECT state, COUNT(*) FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
+        "SELECT state, COUNT(*) AS n FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
     );
     let rows = sqlx::query(&sql)
         .bind(campaign)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
 }
 
 /// When the next deferred row of a queue comes due, if any.
@@ -355,7 +362,7 @@ pub async fn next_due_time(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<Op
     .bind(campaign_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get(0))
+    row.try_get(0)
 }
 
 /// The first and last send times and the number sent, for the send rate.
@@ -369,44 +376,203 @@ pub async fn sent_time_span(
     .bind(campaign_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// Deferred and failed rows grouped by the server's reply, most common first.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct ErrorGroup {
     pub state: String,
     pub code: Option<i64>,
     pub enhanced_code: Option<String>,
+    /// The reply with what differs per message taken out (see
+    /// [`normalise_reply`]), so it names the group, not one row.
     pub reply: Option<String>,
     pub count: i64,
 }
 
+/// The `limit` most common errors of a campaign, grouped by code, enhanced
+/// code and normalised reply. Replies carry queue ids and addresses, so
+/// grouping by their exact text gave one group per row.
+///
+/// SQL groups by the exact text first (identical replies become one row),
+/// then the rows are streamed and merged by their normalised text here:
+/// memory stays with the number of groups, however many distinct replies
+/// a large campaign collected. Normalising in SQL would need a function
+/// registered with SQLite (and again for PostgreSQL).
 pub async fn error_groups(
     tx: &mut Tx<'_>,
     campaign_id: i64,
-    limit: i64,
+    limit: usize,
 ) -> sqlx::Result<Vec<ErrorGroup>> {
-    let rows = sqlx::query(
+    use futures_util::TryStreamExt;
+    type Key = (String, Option<i64>, Option<String>, Option<String>);
+    let mut counts: std::collections::HashMap<Key, i64> = std::collections::HashMap::new();
+    let mut rows = sqlx::query(
         "SELECT state, last_code, last_enhanced_code, last_reply, COUNT(*) AS n
          FROM deliveries WHERE campaign_id = ? AND state IN ('deferred', 'failed')
-         GROUP BY state, last_code, last_enhanced_code, last_reply
-         ORDER BY n DESC LIMIT ?",
+         GROUP BY state, last_code, last_enhanced_code, last_reply",
     )
     .bind(campaign_id)
-    .bind(limit)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ErrorGroup {
-            state: r.get(0),
-            code: r.get(1),
-            enhanced_code: r.get(2),
-            reply: r.get(3),
-            count: r.get(4),
+    .fetch(&mut **tx);
+    while let Some(r) = rows.try_next().await? {
+        let reply: Option<&str> = r.try_get("last_reply")?;
+        let key = (
+            r.try_get("state")?,
+            r.try_get("last_code")?,
+            r.try_get("last_enhanced_code")?,
+            reply.map(normalise_reply),
+        );
+        *counts.entry(key).or_default() += r.try_get::<i64, _>("n")?;
+    }
+    let mut groups: Vec<ErrorGroup> = counts
+        .into_iter()
+        .map(|((state, code, enhanced_code, reply), count)| ErrorGroup {
+            state,
+            code,
+            enhanced_code,
+            reply,
+            count,
         })
-        .collect())
+        .collect();
+    // Most common first; ties in a fixed order, so the output is stable.
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.cmp(b)));
+    groups.truncate(limit);
+    Ok(groups)
+}
+
+/// An SMTP reply's text with what differs from message to message replaced
+/// by placeholders, so that replies meaning the same thing group together:
+/// addresses become `<address>`; queue ids, message ids, long numbers, long
+/// hex strings, IP addresses and times `<id>`; bracketed tokens (`<…>`,
+/// `[…]`) `<address>` or `<id>`; file paths `<path>`; whitespace is
+/// collapsed. Words, codes (`550`, `5.1.1`) and URLs are kept: they say
+/// what went wrong.
+pub fn normalise_reply(text: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        rest = &rest[start..];
+        // A bracketed token may hold spaces (Outlook's "[host time id]"),
+        // so it is taken whole before splitting on whitespace.
+        if let Some((token, after)) = bracketed(rest) {
+            // Glued to what follows ("<a@b>:"): keep the punctuation.
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            let tail = normalise_word(&after[..end]);
+            words.push(format!("{token}{tail}"));
+            rest = &after[end..];
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        // A bracket glued to a word: Postfix's "mx.example.net[192.0.2.1]",
+        // Exim's "RCPT TO:<a@b.example>".
+        match word
+            .find(['<', '['])
+            .and_then(|at| bracketed(&rest[at..]).map(|(token, after)| (at, token, after)))
+        {
+            Some((at, token, after)) if at > 0 => {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                words.push(format!(
+                    "{}{token}{}",
+                    normalise_word(&word[..at]),
+                    normalise_word(&after[..end])
+                ));
+                rest = &after[end..];
+            }
+            _ => {
+                words.push(normalise_word(word));
+                rest = &rest[end..];
+            }
+        }
+    }
+    words.join(" ")
+}
+
+/// `<…>` or `[…]` at the start of `text` (at most 200 characters, no
+/// nesting): its placeholder and the text after it.
+fn bracketed(text: &str) -> Option<(&'static str, &str)> {
+    let close = match text.chars().next()? {
+        '<' => '>',
+        '[' => ']',
+        _ => return None,
+    };
+    let end = text[1..].find(close)? + 1;
+    if end > 200 {
+        return None;
+    }
+    let inner = &text[1..end];
+    let placeholder = match (close, inner) {
+        // The null sender "<>" says something; keep it.
+        (_, "") => return None,
+        ('>', inner) if inner.contains('@') => "<address>",
+        ('>', _) => "<id>",
+        _ => "[<id>]",
+    };
+    Some((placeholder, &text[end + 1..]))
+}
+
+/// One whitespace-free word: its core (without surrounding punctuation)
+/// replaced if it varies per message.
+fn normalise_word(word: &str) -> String {
+    let is_punctuation = |c: char| {
+        matches!(
+            c,
+            '(' | ')' | '"' | '\'' | ',' | ';' | ':' | '.' | '!' | '?'
+        )
+    };
+    let core = word.trim_start_matches(is_punctuation);
+    let lead = &word[..word.len() - core.len()];
+    let trimmed = core.trim_end_matches(is_punctuation);
+    let trail = &core[trimmed.len()..];
+    let core = trimmed;
+    let placeholder = if core.is_empty() {
+        None
+    } else if is_address(core) {
+        Some("<address>")
+    } else if core.starts_with('/') && core[1..].contains('/') {
+        Some("<path>")
+    } else if is_identifier(core) {
+        Some("<id>")
+    } else {
+        None
+    };
+    match placeholder {
+        Some(placeholder) => format!("{lead}{placeholder}{trail}"),
+        None => word.to_string(),
+    }
+}
+
+fn is_address(word: &str) -> bool {
+    match word.rsplit_once('@') {
+        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !word.contains("://"),
+        None => false,
+    }
+}
+
+/// A queue id ("4F3A2B1C"), an Exim or Gmail message id, a long number, an
+/// IP address, a timestamp. Not an enhanced status code ("5.1.10"), not a
+/// short number ("in 300 seconds" is as good as a word), not a word.
+fn is_identifier(word: &str) -> bool {
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '=' | '+');
+    if !word.chars().all(allowed) || is_enhanced_code(word) {
+        return false;
+    }
+    let digits = word.chars().filter(char::is_ascii_digit).count();
+    let all_digits = digits == word.len();
+    let all_hex = word.chars().all(|c| c.is_ascii_hexdigit());
+    (all_digits && digits >= 4) || (all_hex && word.len() >= 8) || (word.len() >= 6 && digits >= 3)
+}
+
+/// "5.1.1", "4.7.28": RFC 3463's class.subject.detail.
+fn is_enhanced_code(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && parts[1..]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Erasing a subscriber: their address and any finished message that holds
@@ -440,13 +606,13 @@ pub struct ReportedDelivery {
     pub recipient: String,
 }
 
-fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> ReportedDelivery {
-    ReportedDelivery {
-        id: row.get("id"),
-        campaign_id: row.get("campaign_id"),
-        subscriber_id: row.get("subscriber_id"),
-        recipient: row.get("recipient"),
-    }
+fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<ReportedDelivery> {
+    Ok(ReportedDelivery {
+        id: row.try_get("id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        subscriber_id: row.try_get("subscriber_id")?,
+        recipient: row.try_get("recipient")?,
+    })
 }
 
 /// The delivery a VERP tag names.
@@ -460,7 +626,7 @@ pub async fn find_delivery_by_id(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// The campaign delivery a returned Message-ID names: its campaign by the
@@ -483,7 +649,7 @@ pub async fn find_campaign_delivery_by_message_id(
     .bind(message_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// A confirmation or welcome by its Message-ID (a partial index holds only
@@ -499,7 +665,7 @@ pub async fn find_transactional_delivery_by_message_id(
     .bind(message_id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.as_ref().map(reported_delivery_from_row))
+    row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
 /// How grave a report is, as SQL over a kind and a class expression: a
@@ -569,27 +735,138 @@ pub async fn campaign_report_counts(
 ) -> sqlx::Result<Vec<CampaignReportCounts>> {
     let rows = sqlx::query(
         "SELECT c.id, c.issue_slug,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent'),
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent')
+                 AS sent,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'hard'),
+                  AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'soft'),
+                  AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'complaint')
+                  AND d.report_kind = 'complaint') AS complaints
          FROM campaigns c ORDER BY c.id DESC LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| CampaignReportCounts {
-            campaign_id: r.get(0),
-            issue_slug: r.get(1),
-            sent: r.get(2),
-            hard_bounces: r.get(3),
-            soft_bounces: r.get(4),
-            complaints: r.get(5),
+    rows.iter()
+        .map(|r| {
+            Ok(CampaignReportCounts {
+                campaign_id: r.try_get("id")?,
+                issue_slug: r.try_get("issue_slug")?,
+                sent: r.try_get("sent")?,
+                hard_bounces: r.try_get("hard_bounces")?,
+                soft_bounces: r.try_get("soft_bounces")?,
+                complaints: r.try_get("complaints")?,
+            })
         })
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_reply;
+
+    /// Real-looking replies (the text after the code and enhanced code, as
+    /// the send stage stores it) and what they group under.
+    #[test]
+    fn replies_lose_what_differs_per_message() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "Postfix: unknown user",
+                "<reader00017@example.com>: Recipient address rejected: User unknown in virtual mailbox table",
+                "<address>: Recipient address rejected: User unknown in virtual mailbox table",
+            ),
+            (
+                "Postfix: accepted",
+                "Ok: queued as 4F3A2B1C",
+                "Ok: queued as <id>",
+            ),
+            (
+                "Postfix: long queue id",
+                "Ok: queued as 4ZKq8X3Gm9z1xYv",
+                "Ok: queued as <id>",
+            ),
+            (
+                "Postfix: relayed bounce",
+                "host mx.example.net[203.0.113.7] said: 550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown (in reply to RCPT TO command)",
+                "host mx.example.net[<id>] said: 550 5.1.1 <address>: Recipient address rejected: User unknown (in reply to RCPT TO command)",
+            ),
+            (
+                "Postfix: greylisting",
+                "<jane@example.org>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html",
+                "<address>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/example.org.html",
+            ),
+            (
+                "Gmail: no such user, folded lines",
+                "The email account that you tried to reach does not exist. Please try 5.1.1 double-checking the recipient's email address for typos or 5.1.1 unnecessary spaces. For more information, go to 5.1.1  https://support.google.com/mail/?p=NoSuchUser 41be03b00d2f7-b8f3a51d3f1si1234567a.205 - gsmtp",
+                "The email account that you tried to reach does not exist. Please try 5.1.1 double-checking the recipient's email address for typos or 5.1.1 unnecessary spaces. For more information, go to 5.1.1 https://support.google.com/mail/?p=NoSuchUser <id> - gsmtp",
+            ),
+            (
+                "Gmail: rate limited",
+                "[203.0.113.7      15] Our system has detected an unusual rate of unsolicited mail originating from your IP address. 6a1803df08f44-6f0a3c1e2b3si987654d.100 - gsmtp",
+                "[<id>] Our system has detected an unusual rate of unsolicited mail originating from your IP address. <id> - gsmtp",
+            ),
+            (
+                "Outlook: mailbox unavailable",
+                "Requested action not taken: mailbox unavailable (S2017062302). [AM0PR10MB1234.EURPRD10.PROD.OUTLOOK.COM 2026-11-29T02:50:00.123Z 08DE0A1B2C3D4E5F]",
+                "Requested action not taken: mailbox unavailable (<id>). [<id>]",
+            ),
+            (
+                "Outlook: recipient not found",
+                "RESOLVER.ADR.RecipNotFound; not found",
+                "RESOLVER.ADR.RecipNotFound; not found",
+            ),
+            (
+                "Exim: verification",
+                "Verification failed for <x@y.example> Unrouteable address Sender verify failed",
+                "Verification failed for <address> Unrouteable address Sender verify failed",
+            ),
+            (
+                "Exim: after RCPT",
+                "SMTP error from remote mail server after RCPT TO:<bob@example.org>: host mx.example.org [192.0.2.25]: 550 Unrouteable address",
+                "SMTP error from remote mail server after RCPT TO:<address>: host mx.example.org [<id>]: 550 Unrouteable address",
+            ),
+            (
+                "Exim: accepted",
+                "OK id=1tQ2Xy-000Abc-3F",
+                "OK <id>",
+            ),
+            (
+                "Exim: greylisted, a short number kept",
+                "Greylisted, please try again in 300 seconds",
+                "Greylisted, please try again in 300 seconds",
+            ),
+            (
+                "bare address and enhanced code in the text",
+                "mailbox   jane.doe+news@mail.example.co.uk is full\t(4.2.2)",
+                "mailbox <address> is full (4.2.2)",
+            ),
+            (
+                "file outbox",
+                "written to /tmp/herald/outbox/1732849200123-4242-000001.eml",
+                "written to <path>",
+            ),
+            (
+                "null sender kept",
+                "MAIL FROM:<> accepted",
+                "MAIL FROM:<> accepted",
+            ),
+            ("empty", "   ", ""),
+        ];
+        for (what, reply, expected) in cases {
+            assert_eq!(normalise_reply(reply), *expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn replies_differing_only_by_queue_id_or_address_are_equal() {
+        assert_eq!(
+            normalise_reply("<a@b.example>: Recipient address rejected"),
+            normalise_reply("<someone.else@c.example>: Recipient address rejected"),
+        );
+        assert_eq!(
+            normalise_reply("Ok: queued as 4F3A2B1C"),
+            normalise_reply("Ok: queued as 9D8E7F6A5B"),
+        );
+    }
 }

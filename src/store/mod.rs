@@ -26,6 +26,28 @@ pub type Tx<'a> = Transaction<'a, Sqlite>;
 /// Milliseconds since the Unix epoch: every time column.
 pub type Millis = i64;
 
+/// Reads a column the schema keeps to a few known words (a state, a
+/// source) and parses it. Anything else means the database was corrupted or
+/// edited by hand: an error naming the column, never a guessed default,
+/// which could mail someone who left or skip someone who did not.
+pub(crate) fn try_get_parsed<T>(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> sqlx::Result<T> {
+    use sqlx::Row;
+    let value: &str = row.try_get(column)?;
+    parse(value).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: format!("{column:?}"),
+        // Capped: a corrupt value can be arbitrarily long.
+        source: format!(
+            "unknown value {:?}",
+            value.chars().take(40).collect::<String>()
+        )
+        .into(),
+    })
+}
+
 pub fn now_millis() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }

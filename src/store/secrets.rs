@@ -20,6 +20,6 @@ pub async fn verp_key(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<VerpKey> {
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    let stored: Vec<u8> = row.get(0);
+    let stored: Vec<u8> = row.try_get(0)?;
     VerpKey::from_bytes(&stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{Millis, Tx};
+use super::{try_get_parsed, Millis, Tx};
 use crate::domain::SubscriberEmail;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,21 +85,22 @@ pub struct Subscriber {
 const SUBSCRIBER_COLUMNS: &str = "id, email, name, state, source, unsubscribe_token, consent_at, \
      consent_ip, consent_user_agent, created_at, state_changed_at";
 
-fn subscriber_from_row(row: &SqliteRow) -> Subscriber {
-    Subscriber {
-        id: row.get("id"),
-        email: row.get("email"),
-        name: row.get("name"),
-        // The CHECK constraints keep both columns to the known values.
-        state: SubscriberState::parse(row.get("state")).unwrap_or(SubscriberState::Pending),
-        source: Source::parse(row.get("source")).unwrap_or(Source::Cli),
-        unsubscribe_token: row.get("unsubscribe_token"),
-        consent_at: row.get("consent_at"),
-        consent_ip: row.get("consent_ip"),
-        consent_user_agent: row.get("consent_user_agent"),
-        created_at: row.get("created_at"),
-        state_changed_at: row.get("state_changed_at"),
-    }
+fn subscriber_from_row(row: &SqliteRow) -> sqlx::Result<Subscriber> {
+    Ok(Subscriber {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        // The CHECK constraints keep both columns to the known values; a
+        // database that holds another is corrupt, and says so.
+        state: try_get_parsed(row, "state", SubscriberState::parse)?,
+        source: try_get_parsed(row, "source", Source::parse)?,
+        unsubscribe_token: row.try_get("unsubscribe_token")?,
+        consent_at: row.try_get("consent_at")?,
+        consent_ip: row.try_get("consent_ip")?,
+        consent_user_agent: row.try_get("consent_user_agent")?,
+        created_at: row.try_get("created_at")?,
+        state_changed_at: row.try_get("state_changed_at")?,
+    })
 }
 
 /// Consent as given on the web form.
@@ -144,7 +145,7 @@ pub async fn insert_subscriber(
     .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// Records a change of state in the audit trail.
@@ -204,10 +205,13 @@ pub async fn mark_complained(
 
 /// Subscribers in each state.
 pub async fn count_by_state(tx: &mut Tx<'_>) -> sqlx::Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT state, COUNT(*) FROM subscribers GROUP BY state ORDER BY state")
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    let rows =
+        sqlx::query("SELECT state, COUNT(*) AS n FROM subscribers GROUP BY state ORDER BY state")
+            .fetch_all(&mut **tx)
+            .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
 }
 
 /// New subscribers in one statement: the CSV import's fast path. Every row
@@ -244,7 +248,9 @@ pub async fn insert_subscribers(
     .bind(json)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
+        .collect()
 }
 
 /// The same change recorded for many subscribers at once.
@@ -281,13 +287,13 @@ pub async fn find_subscriber_by_email(
         .bind(email.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.as_ref().map(subscriber_from_row))
+    row.as_ref().map(subscriber_from_row).transpose()
 }
 
 pub async fn find_subscriber_by_id(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<Option<Subscriber>> {
     let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
-    Ok(row.as_ref().map(subscriber_from_row))
+    row.as_ref().map(subscriber_from_row).transpose()
 }
 
 pub async fn find_subscriber_by_unsubscribe_token(
@@ -299,7 +305,7 @@ pub async fn find_subscriber_by_unsubscribe_token(
         .bind(token)
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.as_ref().map(subscriber_from_row))
+    row.as_ref().map(subscriber_from_row).transpose()
 }
 
 /// The list in order of arrival, optionally only one state.
@@ -314,7 +320,7 @@ pub async fn list_subscribers(
         .bind(state.map(SubscriberState::as_str))
         .fetch_all(&mut **tx)
         .await?;
-    Ok(rows.iter().map(subscriber_from_row).collect())
+    rows.iter().map(subscriber_from_row).collect()
 }
 
 /// Pending to active: the double opt-in's second step, or an editor's
@@ -378,7 +384,7 @@ pub async fn unsubscribe_by_token(
     .bind(token)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// `herald subscribers remove`: like the link, by address.
@@ -396,7 +402,7 @@ pub async fn unsubscribe_by_email(
     .bind(email.as_str())
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// Deletes a subscriber; their events and confirmation tokens go with them
@@ -429,12 +435,13 @@ pub async fn list_events(
     .bind(subscriber_id)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| SubscriberEvent {
-            state: SubscriberState::parse(r.get("state")).unwrap_or(SubscriberState::Pending),
-            reason: r.get("reason"),
-            at: r.get("at"),
+    rows.iter()
+        .map(|r| {
+            Ok(SubscriberEvent {
+                state: try_get_parsed(r, "state", SubscriberState::parse)?,
+                reason: r.try_get("reason")?,
+                at: r.try_get("at")?,
+            })
         })
-        .collect())
+        .collect()
 }

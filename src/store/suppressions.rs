@@ -12,7 +12,7 @@ pub async fn is_suppressed(tx: &mut Tx<'_>, email_hash: &str) -> sqlx::Result<bo
         .bind(email_hash)
         .fetch_one(&mut **tx)
         .await?;
-    Ok(row.get::<bool, _>(0))
+    row.try_get(0)
 }
 
 /// Which of these hashes are suppressed: one query for an import chunk.
@@ -30,7 +30,7 @@ pub async fn suppressed_among(
     .bind(json)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Returns whether the hash was new.

@@ -17,7 +17,7 @@ pub async fn is_remembered(tx: &mut Tx<'_>, replay_key: &str, now: Millis) -> sq
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.get::<bool, _>(0))
+    row.try_get(0)
 }
 
 /// Remembers `replay_key` until `expires_at`. Returns false when it was

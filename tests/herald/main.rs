@@ -5,6 +5,7 @@ mod bounces;
 mod check;
 mod check_render_props;
 mod config_cli;
+mod corrupt_database;
 mod crash;
 mod dovecot;
 mod feeds;

@@ -606,9 +606,16 @@ fn status_reports_counts_rate_and_grouped_errors() {
     assert_eq!(status["state"], "finished");
     assert_eq!(status["counts"]["sent"], 8);
     assert_eq!(status["counts"]["failed"], 2);
+    // The two replies differ by the address they name, and are still one
+    // group.
+    assert_eq!(status["errors"].as_array().unwrap().len(), 1, "{status}");
     assert_eq!(status["errors"][0]["count"], 2);
     assert_eq!(status["errors"][0]["code"], 550);
     assert_eq!(status["errors"][0]["enhanced_code"], "5.1.1");
+    assert_eq!(
+        status["errors"][0]["reply"],
+        "<address>: Recipient address rejected: User unknown in virtual mailbox table"
+    );
     let text = crate::helpers::herald(
         &["--config", config.to_str().unwrap(), "status"],
         s.dir.path(),

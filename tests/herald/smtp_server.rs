@@ -27,7 +27,8 @@ pub struct Faults {
     pub rcpt_451_rate: f64,
     /// Every RCPT answered `451` (a broken server).
     pub always_451: bool,
-    /// Recipients answered `550 5.1.1`.
+    /// Recipients answered `550 5.1.1`, naming the address as Postfix does
+    /// (so each reply's text is different).
     pub no_such_user: HashSet<String>,
     /// MAIL FROM answered `553 5.1.8` (a misconfigured sender domain).
     pub reject_sender: bool,
@@ -57,7 +58,10 @@ impl Handler for Capture {
             return Response::custom(451, "4.3.0 temporarily unavailable".into());
         }
         if faults.no_such_user.contains(to) {
-            return Response::custom(550, "5.1.1 no such user here".into());
+            return Response::custom(
+                550,
+                format!("5.1.1 <{to}>: Recipient address rejected: User unknown in virtual mailbox table"),
+            );
         }
         if faults.rcpt_451_rate > 0.0 {
             // A cheap deterministic-per-call pseudo-random stream.
