@@ -54,7 +54,11 @@ impl MessageSource {
     async fn build(&self, delivery: &ClaimedDelivery) -> Result<(Envelope, Vec<u8>), SendError> {
         match self {
             MessageSource::Campaign(factory) => {
-                let token = delivery.unsubscribe_token.as_deref().unwrap_or("missing");
+                // No token: the subscriber was erased after the claim. A
+                // message without a working unsubscribe link must not go.
+                let token = delivery.unsubscribe_token.as_deref().ok_or_else(|| {
+                    SendError::permanent("the subscriber is gone: no unsubscribe link to send")
+                })?;
                 factory
                     .build(
                         Some(delivery.id),
