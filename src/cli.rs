@@ -48,7 +48,7 @@ pub enum Command {
     /// Deliver an issue to every active subscriber, exactly once. Running it
     /// again resumes (after a crash, a pause, or for deferred retries that
     /// have come due) and never mails anyone twice.
-    Send(crate::commands::send::SendArgs),
+    Send(SendArgs),
     /// Where a campaign stands: counts by state, send rate, common errors.
     Status {
         /// An issue file or slug (default: the latest campaign).
@@ -195,4 +195,26 @@ pub struct PreviewArgs {
     /// Where to write the files.
     #[arg(long, default_value = "preview")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// The issue file.
+    pub issue: PathBuf,
+    /// Start a new campaign even though this issue was sent: everybody
+    /// active gets it again.
+    #[arg(long)]
+    pub force_new: bool,
+    /// Send one test copy to this address; records nothing.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["force_new", "dry_run"])]
+    pub to: Option<String>,
+    /// Do everything except talk to the mail server: report what would go out.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// SMTP connections at once, 1 to 1000 (default: [send] concurrency).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: Option<u16>,
+    /// Messages per second, 0 = unlimited, at most 1000000 (default: [send] rate).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_RATE)))]
+    pub rate: Option<u32>,
 }

@@ -577,6 +577,22 @@ impl Settings {
         )))
     }
 
+    /// `[mail] from` as a mailbox: the one place the From of every mail
+    /// (issues, confirmations, welcomes, previews) is made. Checked when the
+    /// config loads, so this fails only for settings built by hand.
+    pub fn from_mailbox(&self) -> anyhow::Result<lettre::message::Mailbox> {
+        parse_address(&self.mail.from, "[mail] from")
+    }
+
+    /// `[mail] reply_to` as a mailbox, when set.
+    pub fn reply_to_mailbox(&self) -> anyhow::Result<Option<lettre::message::Mailbox>> {
+        self.mail
+            .reply_to
+            .as_deref()
+            .map(|r| parse_address(r, "[mail] reply_to"))
+            .transpose()
+    }
+
     /// The name Herald greets SMTP servers with: `[smtp] helo_name`, else
     /// `machine` (the host's own name) when it is fully qualified, else the
     /// domain of `[mail] from`. Strict servers refuse, and spam filters

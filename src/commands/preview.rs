@@ -3,13 +3,12 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use lettre::message::Mailbox;
 
 use crate::config::Settings;
 use crate::render::{self, EmailContext, MessageHeaders, Recipient, Templates};
 
 use super::check::load_one;
-use super::{success, user_error, write_atomically};
+use super::{success, write_atomically};
 
 /// The recipient shown in a preview; `example.com` never receives mail.
 pub const PLACEHOLDER_RECIPIENT: &str = "subscriber@example.com";
@@ -33,13 +32,8 @@ pub fn run(settings: &Settings, issue_path: &Path, out: &Path) -> anyhow::Result
         unsubscribe_url: unsubscribe_url.as_str(),
         web_url: web_url.as_str(),
     };
-    let from = parse_mailbox(&settings.mail.from, "[mail] from")?;
-    let reply_to = settings
-        .mail
-        .reply_to
-        .as_deref()
-        .map(|r| parse_mailbox(r, "[mail] reply_to"))
-        .transpose()?;
+    let from = settings.from_mailbox()?;
+    let reply_to = settings.reply_to_mailbox()?;
     let headers = MessageHeaders {
         from: &from,
         reply_to: reply_to.as_ref(),
@@ -69,10 +63,4 @@ pub fn run(settings: &Settings, issue_path: &Path, out: &Path) -> anyhow::Result
         println!("wrote {}", path.display());
     }
     success()
-}
-
-pub fn parse_mailbox(value: &str, key: &str) -> anyhow::Result<Mailbox> {
-    value
-        .parse()
-        .map_err(|e| user_error(format!("{key} = {value:?} is not a valid address: {e}")))
 }

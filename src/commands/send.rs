@@ -1,77 +1,27 @@
 //! `herald send`: deliver an issue to every active subscriber, once.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use lettre::transport::smtp::extension::ClientId;
 use sha2::{Digest, Sha256};
 
 use super::check::load_one;
 use super::{user_error, UserError};
+use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
 use crate::send::envelope::{load_verp, EnvelopeSender};
 use crate::send::lock::QueueLock;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
-use crate::send::smtp::SmtpTarget;
-use crate::send::transport::{FileOutbox, Transport};
+use crate::send::transport::Transport;
 use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
 use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign};
 use crate::store::deliveries::{self, Queue};
 use crate::store::{now_millis, Store};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct SendArgs {
-    /// The issue file.
-    pub issue: PathBuf,
-    /// Start a new campaign even though this issue was sent: everybody
-    /// active gets it again.
-    #[arg(long)]
-    pub force_new: bool,
-    /// Send one test copy to this address; records nothing.
-    #[arg(long, value_name = "ADDR", conflicts_with_all = ["force_new", "dry_run"])]
-    pub to: Option<String>,
-    /// Do everything except talk to the mail server: report what would go out.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// SMTP connections at once, 1 to 1000 (default: [send] concurrency).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub concurrency: Option<u16>,
-    /// Messages per second, 0 = unlimited, at most 1000000 (default: [send] rate).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_RATE)))]
-    pub rate: Option<u32>,
-}
-
-/// The transport `[smtp] url` names.
-pub fn transport_from_settings(settings: &Settings) -> anyhow::Result<AnyTransport> {
-    let url = settings.smtp.url.trim();
-    if let Some(path) = url.strip_prefix("file://") {
-        return Ok(AnyTransport::File(FileOutbox::new(
-            settings.resolve(std::path::Path::new(path)),
-        )));
-    }
-    let shown = crate::config::redact_url(url);
-    let parsed =
-        url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
-    let mut target = SmtpTarget::from_url(
-        &parsed,
-        settings.smtp.username.as_deref(),
-        settings.smtp_password.as_ref(),
-        Duration::from_secs(settings.smtp.timeout_secs.max(1)),
-    )
-    .map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
-    let machine = match ClientId::default() {
-        ClientId::Domain(name) => name,
-        _ => String::new(),
-    };
-    target.hello = ClientId::Domain(settings.helo_name(&machine));
-    Ok(AnyTransport::Smtp(Arc::new(target)))
-}
 
 pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
     let mut options = SendOptions::from_settings(&settings.send);
@@ -102,7 +52,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     let transport = if args.dry_run {
         AnyTransport::Stub
     } else {
-        transport_from_settings(settings)?
+        AnyTransport::from_settings(settings)?
     };
 
     if let Some(address) = &args.to {
@@ -431,7 +381,7 @@ async fn dry_run(
         "each about {} KB, subject {:?}, via {}",
         sample.len() / 1024,
         subject,
-        transport_from_settings(settings)?.describe()
+        AnyTransport::from_settings(settings)?.describe()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use crate::render::Templates;
 use crate::send::lock::QueueLock;
 use crate::send::outbox::{run_transactional_worker, OutboxSignal};
 use crate::send::worker::SendOptions;
+use crate::send::AnyTransport;
 use crate::store::deliveries::{self, Queue};
 use crate::store::Store;
 use crate::subscription::{SubscriberMail, Subscriptions};
@@ -90,9 +91,9 @@ async fn start_outbox_worker(
     let mut tx = store.begin().await?;
     deliveries::release_orphaned_claims(&mut tx, Queue::Transactional).await?;
     tx.commit().await?;
-    let transport = super::send::transport_from_settings(settings)?;
+    let transport = AnyTransport::from_settings(settings)?;
     let from = crate::send::envelope::EnvelopeSender::new(
-        super::preview::parse_mailbox(&settings.mail.from, "[mail] from")?.email,
+        settings.from_mailbox()?.email,
         crate::send::envelope::load_verp(settings, store).await?,
     );
     let options = SendOptions::from_settings(&settings.send);

@@ -29,21 +29,8 @@ pub struct MessageFactory {
 
 impl MessageFactory {
     pub fn new(settings: &Settings, email: RenderedEmail, web_url: String) -> anyhow::Result<Self> {
-        let from: Mailbox = settings.mail.from.parse().with_context(|| {
-            format!(
-                "[mail] from = {:?} is not a valid address",
-                settings.mail.from
-            )
-        })?;
-        let reply_to = settings
-            .mail
-            .reply_to
-            .as_deref()
-            .map(|r| {
-                r.parse()
-                    .with_context(|| format!("[mail] reply_to = {r:?} is not a valid address"))
-            })
-            .transpose()?;
+        let from = settings.from_mailbox()?;
+        let reply_to = settings.reply_to_mailbox()?;
         Ok(MessageFactory {
             sender: EnvelopeSender::Fixed(from.email.clone()),
             email,

@@ -6,10 +6,15 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use lettre::address::Envelope;
 
+use lettre::transport::smtp::extension::ClientId;
+
 use super::smtp::{SmtpConnection, SmtpTarget};
+use crate::config::Settings;
+use crate::error::user_error;
 use crate::store::deliveries::Reply;
 
 /// Which step of a mail transaction an error answered. Only a recipient's
@@ -131,6 +136,32 @@ pub enum AnyTransport {
 }
 
 impl AnyTransport {
+    /// The transport `[smtp] url` names, greeting as `[smtp] helo_name`.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<AnyTransport> {
+        let url = settings.smtp.url.trim();
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(AnyTransport::File(FileOutbox::new(
+                settings.resolve(std::path::Path::new(path)),
+            )));
+        }
+        let shown = crate::config::redact_url(url);
+        let parsed =
+            url::Url::parse(url).map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
+        let mut target = SmtpTarget::from_url(
+            &parsed,
+            settings.smtp.username.as_deref(),
+            settings.smtp_password.as_ref(),
+            Duration::from_secs(settings.smtp.timeout_secs.max(1)),
+        )
+        .map_err(|e| user_error(format!("[smtp] url = {shown:?}: {e}")))?;
+        let machine = match ClientId::default() {
+            ClientId::Domain(name) => name,
+            _ => String::new(),
+        };
+        target.hello = ClientId::Domain(settings.helo_name(&machine));
+        Ok(AnyTransport::Smtp(Arc::new(target)))
+    }
+
     pub fn describe(&self) -> String {
         match self {
             AnyTransport::Smtp(target) => target.describe(),

@@ -136,18 +136,8 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     pub fn new(settings: Arc<Settings>, templates: &Templates) -> anyhow::Result<Subscriptions> {
-        let parse = |value: &str, key: &str| {
-            value
-                .parse::<Mailbox>()
-                .map_err(|e| anyhow::anyhow!("{key} = {value:?} is not a valid address: {e}"))
-        };
-        let from = parse(&settings.mail.from, "[mail] from")?;
-        let reply_to = settings
-            .mail
-            .reply_to
-            .as_deref()
-            .map(|r| parse(r, "[mail] reply_to"))
-            .transpose()?;
+        let from = settings.from_mailbox()?;
+        let reply_to = settings.reply_to_mailbox()?;
         let confirmation = render::render_confirmation(
             &ConfirmationContext {
                 site_title: &settings.site.title,

@@ -11,7 +11,8 @@ use herald::bounce::{
     Channel, FailureClass, Incoming, ParsedReport, RecipientReport, RecordOutcome, Recorder,
     ReportKind,
 };
-use herald::commands::send::{run as send_issue, SendArgs};
+use herald::cli::SendArgs;
+use herald::commands::send::run as send_issue;
 use herald::config::Settings;
 use herald::domain::{SubscriberEmail, Verp};
 use herald::store::{now_millis, secrets, subscribers, Millis, Store};
@@ -403,7 +404,7 @@ fn transactional_mail_carries_the_tag_too() {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        let transport = herald::commands::send::transport_from_settings(&setup.settings).unwrap();
+        let transport = herald::send::AnyTransport::from_settings(&setup.settings).unwrap();
         let source = MessageSource::Transactional {
             from: EnvelopeSender::new(
                 "newsletter@example.com".parse().unwrap(),
@@ -662,7 +663,7 @@ fn a_complaint_stops_every_later_mail_to_that_subscriber() {
                 subscriptions.clone(),
             ))),
         };
-        let transport = herald::commands::send::transport_from_settings(&setup.settings).unwrap();
+        let transport = herald::send::AnyTransport::from_settings(&setup.settings).unwrap();
         let mut connection = None;
         herald::send::worker::send_next_batch(
             &store,
@@ -1058,7 +1059,7 @@ fn a_bounced_confirmation_is_found_by_its_message_id() {
                 subscriptions.clone(),
             ))),
         };
-        let transport = herald::commands::send::transport_from_settings(&setup.settings).unwrap();
+        let transport = herald::send::AnyTransport::from_settings(&setup.settings).unwrap();
         let mut connection = None;
         herald::send::worker::send_next_batch(
             &store,

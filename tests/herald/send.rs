@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::commands::send::{run as send_issue, SendArgs};
+use herald::cli::SendArgs;
+use herald::commands::send::run as send_issue;
 use herald::config::Settings;
 use herald::domain::SubscriberEmail;
 use herald::store::subscribers::{self, NewSubscriber, Source, SubscriberState};
@@ -487,7 +488,7 @@ fn transactional_mail_waits_out_an_smtp_outage() {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        let transport = herald::commands::send::transport_from_settings(&settings).unwrap();
+        let transport = herald::send::AnyTransport::from_settings(&settings).unwrap();
         let options = herald::commands::send::send_options(&settings, &args());
         let signal = OutboxSignal::default();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
