@@ -131,8 +131,28 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
-/// The subscriber states, for `--state`.
-const STATES: [&str; 5] = ["pending", "active", "unsubscribed", "bounced", "complained"];
+/// A subscriber state, for `--state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    Pending,
+    Active,
+    Unsubscribed,
+    Bounced,
+    Complained,
+}
+
+impl From<StateArg> for crate::store::subscribers::SubscriberState {
+    fn from(state: StateArg) -> Self {
+        use crate::store::subscribers::SubscriberState;
+        match state {
+            StateArg::Pending => SubscriberState::Pending,
+            StateArg::Active => SubscriberState::Active,
+            StateArg::Unsubscribed => SubscriberState::Unsubscribed,
+            StateArg::Bounced => SubscriberState::Bounced,
+            StateArg::Complained => SubscriberState::Complained,
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
@@ -160,8 +180,8 @@ pub enum SubscribersCommand {
     /// Print the list, oldest first.
     List {
         /// Only subscribers in this state.
-        #[arg(long, value_parser = STATES)]
-        state: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -183,8 +203,8 @@ pub enum SubscribersCommand {
     /// consent), ready for `import` elsewhere.
     Export {
         /// Only subscribers in this state.
-        #[arg(long, value_parser = STATES)]
-        state: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
     },
 }
 

@@ -225,13 +225,7 @@ async fn run_campaign(
         deliveries::skip_departed_recipients(&mut tx, campaign.id).await?;
     }
     let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
-    let count = |state: &str| {
-        counts
-            .iter()
-            .find(|(s, _)| s == state)
-            .map_or(0, |(_, n)| *n)
-    };
-    let remaining = count("queued") + count("deferred") + count("sending");
+    let remaining = counts.remaining();
     match &end {
         RunEnd::Paused(reason) => {
             campaigns::set_campaign_state(
@@ -261,11 +255,7 @@ async fn run_campaign(
     );
     println!(
         "campaign {}: {} sent, {} failed, {} skipped (left the list), {} still to go",
-        campaign.id,
-        count("sent"),
-        count("failed"),
-        count("skipped"),
-        remaining
+        campaign.id, counts.sent, counts.failed, counts.skipped, remaining
     );
     if let Some(dir) = settings.smtp.url.strip_prefix("file://") {
         println!(
@@ -304,11 +294,7 @@ async fn pending_count(store: &Store, queue: Queue) -> anyhow::Result<u64> {
     let mut tx = store.begin().await?;
     let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
     tx.commit().await?;
-    Ok(counts
-        .iter()
-        .filter(|(s, _)| matches!(s.as_str(), "queued" | "deferred" | "sending"))
-        .map(|(_, n)| *n as u64)
-        .sum())
+    Ok(u64::try_from(counts.remaining()).unwrap_or(0))
 }
 
 async fn send_test_copy(

@@ -10,7 +10,9 @@ use super::user_error;
 use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
 use crate::store::campaigns::{self, Campaign};
-use crate::store::deliveries::{self, CampaignReportCounts, ErrorGroup, Queue};
+use crate::store::deliveries::{
+    self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
+};
 use crate::store::Store;
 
 #[derive(Serialize)]
@@ -20,7 +22,7 @@ struct Status {
     subject: String,
     state: &'static str,
     pause_reason: Option<String>,
-    counts: std::collections::BTreeMap<String, i64>,
+    counts: DeliveryCounts,
     /// Messages per second between the first and the last accepted one.
     send_rate: Option<f64>,
     errors: Vec<ErrorGroup>,
@@ -87,7 +89,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             subject: campaign.subject.clone(),
             state: campaign.state.as_str(),
             pause_reason: campaign.pause_reason.clone(),
-            counts: counts.into_iter().collect(),
+            counts,
             send_rate,
             errors,
             reports,
@@ -124,11 +126,8 @@ fn print_status(status: &Status) {
         Some(reason) => println!("state: {} ({reason})", status.state),
         None => println!("state: {}", status.state),
     }
-    for state in ["queued", "sending", "sent", "deferred", "failed", "skipped"] {
-        println!(
-            "  {state:<9} {}",
-            status.counts.get(state).copied().unwrap_or(0)
-        );
+    for state in DeliveryState::ALL {
+        println!("  {:<9} {}", state.as_str(), status.counts.get(state));
     }
     if let Some(rate) = status.send_rate {
         println!("send rate: {rate:.0} messages/s");

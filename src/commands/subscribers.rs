@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::SubscribersCommand;
+use crate::cli::{StateArg, SubscribersCommand};
 use crate::config::Settings;
 use crate::domain::{
     neutralise_formula, restore_formula, terminal_safe, SubscriberEmail, SubscriberName,
@@ -67,9 +67,8 @@ async fn dispatch(
     }
 }
 
-fn parse_state(state: &Option<String>) -> Option<SubscriberState> {
-    // clap already limited the value to the known states.
-    state.as_deref().and_then(SubscriberState::parse)
+fn parse_state(state: &Option<StateArg>) -> Option<SubscriberState> {
+    state.map(SubscriberState::from)
 }
 
 fn subscriptions(settings: &Settings) -> anyhow::Result<Subscriptions> {

@@ -336,22 +336,104 @@ pub async fn count_transactional_since(
     row.try_get(0)
 }
 
-/// Delivery counts by state for a queue.
+/// Where a delivery stands, as the `deliveries.state` column holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Queued,
+    /// Claimed by a worker until its lease ends.
+    Sending,
+    Sent,
+    /// Failed for now; tried again at `next_attempt_at`.
+    Deferred,
+    Failed,
+    /// The subscriber left the list before their copy went out.
+    Skipped,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 6] = [
+        DeliveryState::Queued,
+        DeliveryState::Sending,
+        DeliveryState::Sent,
+        DeliveryState::Deferred,
+        DeliveryState::Failed,
+        DeliveryState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Deferred => "deferred",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// How many of a queue's deliveries are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryCounts {
+    pub queued: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+impl DeliveryCounts {
+    pub fn get(&self, state: DeliveryState) -> i64 {
+        match state {
+            DeliveryState::Queued => self.queued,
+            DeliveryState::Sending => self.sending,
+            DeliveryState::Sent => self.sent,
+            DeliveryState::Deferred => self.deferred,
+            DeliveryState::Failed => self.failed,
+            DeliveryState::Skipped => self.skipped,
+        }
+    }
+
+    fn slot(&mut self, state: DeliveryState) -> &mut i64 {
+        match state {
+            DeliveryState::Queued => &mut self.queued,
+            DeliveryState::Sending => &mut self.sending,
+            DeliveryState::Sent => &mut self.sent,
+            DeliveryState::Deferred => &mut self.deferred,
+            DeliveryState::Failed => &mut self.failed,
+            DeliveryState::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// Not done yet: waiting, claimed, or to be retried.
+    pub fn remaining(&self) -> i64 {
+        self.queued + self.sending + self.deferred
+    }
+}
+
+/// Delivery counts by state for a queue. A state the code does not know
+/// is an error, never counted as another.
 pub async fn count_deliveries_by_state(
     tx: &mut Tx<'_>,
     queue: Queue,
-) -> sqlx::Result<Vec<(String, i64)>> {
+) -> sqlx::Result<DeliveryCounts> {
     let (filter, campaign) = queue.condition();
-    let sql = format!(
-        "SELECT state, COUNT(*) AS n FROM deliveries WHERE {filter} GROUP BY state ORDER BY state"
-    );
+    let sql = format!("SELECT state, COUNT(*) AS n FROM deliveries WHERE {filter} GROUP BY state");
     let rows = sqlx::query(&sql)
         .bind(campaign)
         .fetch_all(&mut **tx)
         .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
-        .collect()
+    let mut counts = DeliveryCounts::default();
+    for row in &rows {
+        let state = super::try_get_parsed(row, "state", DeliveryState::parse)?;
+        *counts.slot(state) = row.try_get("n")?;
+    }
+    Ok(counts)
 }
 
 /// When the next deferred row of a queue comes due, if any.

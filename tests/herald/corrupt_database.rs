@@ -129,33 +129,36 @@ fn send_with_an_undecodable_recipient_fails_cleanly() {
 }
 
 #[test]
-fn status_with_an_unknown_campaign_state_is_an_error_not_a_guess() {
-    let (dir, config) = campaign_in_progress(1);
-    let database = dir.path().join("herald.db");
-    // The CHECK constraint forbids this; a hand-edited database may not
-    // have it. Guessing `sending` would let `herald send` mail it again.
-    block_on(async {
-        let store = Store::open(&database).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
-        sqlx::query("PRAGMA ignore_check_constraints = ON")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE campaigns SET state = 'exploded'")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        drop(conn);
-        store.close().await;
-    });
-    let output = herald(
-        &["--config", config.to_str().unwrap(), "status", "--json"],
-        dir.path(),
-    );
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("state") && err.contains("exploded"),
-        "names the column and the value: {err}"
-    );
+fn status_with_an_unknown_campaign_or_delivery_state_is_an_error_not_a_guess() {
+    for table in ["campaigns", "deliveries"] {
+        let (dir, config) = campaign_in_progress(1);
+        let database = dir.path().join("herald.db");
+        // The CHECK constraint forbids this; a hand-edited database may not
+        // have it. Guessing `sending` would let `herald send` mail it again,
+        // and a count under an unknown name would hide rows from `send`.
+        block_on(async {
+            let store = Store::open(&database).await.unwrap();
+            let mut conn = store.pool().acquire().await.unwrap();
+            sqlx::query("PRAGMA ignore_check_constraints = ON")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            sqlx::query(&format!("UPDATE {table} SET state = 'exploded'"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            drop(conn);
+            store.close().await;
+        });
+        let output = herald(
+            &["--config", config.to_str().unwrap(), "status", "--json"],
+            dir.path(),
+        );
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{table}: {err}");
+        assert!(
+            err.contains("state") && err.contains("exploded"),
+            "{table}: names the column and the value: {err}"
+        );
+    }
 }

@@ -164,3 +164,15 @@ pub fn start_serve(
     }
     (child, address)
 }
+
+/// The states a queue has rows in, by name in alphabetical order, as the
+/// tests compare them: `[("deferred", 1), ("sent", 2)]`.
+pub fn counts_by_name(counts: &herald::store::deliveries::DeliveryCounts) -> Vec<(String, i64)> {
+    let mut named: Vec<(String, i64)> = herald::store::deliveries::DeliveryState::ALL
+        .into_iter()
+        .map(|state| (state.as_str().to_string(), counts.get(state)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    named.sort();
+    named
+}

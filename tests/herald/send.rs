@@ -96,11 +96,11 @@ fn delivery_counts(settings: &Settings) -> Vec<(String, i64)> {
             .await
             .unwrap();
         let counts = match campaign {
-            Some(c) => {
-                deliveries::count_deliveries_by_state(&mut tx, deliveries::Queue::Campaign(c.id))
+            Some(c) => crate::helpers::counts_by_name(
+                &deliveries::count_deliveries_by_state(&mut tx, deliveries::Queue::Campaign(c.id))
                     .await
-                    .unwrap()
-            }
+                    .unwrap(),
+            ),
             None => Vec::new(),
         };
         tx.commit().await.unwrap();

@@ -273,6 +273,7 @@ impl TestApp {
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
+            let states = crate::helpers::counts_by_name(&states);
             let states: Vec<(&str, i64)> = states.iter().map(|(s, n)| (s.as_str(), *n)).collect();
             if states == expected {
                 return;

@@ -46,11 +46,7 @@ fn queued_confirmations(dir: &Path) -> usize {
         .unwrap();
         tx.commit().await.unwrap();
         store.close().await;
-        counts
-            .iter()
-            .filter(|(state, _)| state == "queued")
-            .map(|(_, n)| *n as usize)
-            .sum()
+        counts.queued as usize
     })
 }
 
