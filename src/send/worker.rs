@@ -100,6 +100,10 @@ pub struct SendOptions {
     pub retry: RetryPolicy,
     pub failure_window: usize,
     pub failure_threshold: f64,
+    /// Who claims: a random id per set of options (one run), written on
+    /// every row it claims, so that only this run's outcomes land on its
+    /// rows and only its own leases are renewed.
+    pub claimer: String,
 }
 
 impl SendOptions {
@@ -112,7 +116,12 @@ impl SendOptions {
             retry: RetryPolicy::from_settings(send),
             failure_window: send.failure_window,
             failure_threshold: send.failure_threshold,
+            claimer: uuid::Uuid::new_v4().simple().to_string(),
         }
+    }
+
+    fn lease_from(&self, now: crate::store::Millis) -> crate::store::Millis {
+        now.saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2))
     }
 }
 
@@ -168,6 +177,7 @@ async fn record_results(
     results: &[AttemptResult],
     policy: &RetryPolicy,
     counters: &Counters,
+    claimer: &str,
 ) -> anyhow::Result<Vec<bool>> {
     let now = now_millis();
     let mut tx = store.begin().await?;
@@ -189,7 +199,8 @@ async fn record_results(
                     policy,
                 ) {
                     Decision::Defer { at } => {
-                        deliveries::mark_deferred(&mut tx, delivery.id, &error.reply, at).await?;
+                        deliveries::mark_deferred(&mut tx, delivery.id, &error.reply, at, claimer)
+                            .await?;
                         counters.deferred.fetch_add(1, Ordering::Relaxed);
                     }
                     Decision::Fail { bounce, gave_up } => {
@@ -197,7 +208,7 @@ async fn record_results(
                         if gave_up {
                             reply.text = format!("gave up retrying: {}", reply.text);
                         }
-                        deliveries::mark_failed(&mut tx, delivery.id, &reply).await?;
+                        deliveries::mark_failed(&mut tx, delivery.id, &reply, claimer).await?;
                         counters.failed.fetch_add(1, Ordering::Relaxed);
                         if let (true, Some(subscriber)) = (bounce, delivery.subscriber_id) {
                             if subscribers::mark_bounced(&mut tx, subscriber, now).await? {
@@ -217,10 +228,10 @@ async fn record_results(
                 }
                 outcomes.push(false);
             }
-            Attempt::Released => deliveries::release_claim(&mut tx, delivery.id).await?,
+            Attempt::Released => deliveries::release_claim(&mut tx, delivery.id, claimer).await?,
         }
     }
-    deliveries::mark_sent_batch(&mut tx, &sent, now).await?;
+    deliveries::mark_sent_batch(&mut tx, &sent, now, claimer).await?;
     counters
         .sent
         .fetch_add(sent.len() as u64, Ordering::Relaxed);
@@ -228,24 +239,30 @@ async fn record_results(
     Ok(outcomes)
 }
 
-/// Claims the next due rows. Leases are recorded but never expired while a
-/// run is going: the queue lock proves this process owns every row it
-/// claimed, and taking back rows still waiting in the channel would send
-/// them twice. A killed run's rows are released when the next run starts.
+/// Claims the next due rows: queued ones, deferred ones whose time has
+/// come, and rows whose lease lapsed (their run died). A run renews the
+/// leases of the rows it holds, those waiting in its channel included, so
+/// no live run's row is ever taken from it.
 async fn claim_batch(
     store: &Store,
     queue: Queue,
     options: &SendOptions,
 ) -> anyhow::Result<Vec<ClaimedDelivery>> {
     let now = now_millis();
-    let lease_until = now + i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let lease_until = options.lease_from(now);
     let mut tx = store.begin().await?;
-    let mut claimed =
-        deliveries::claim_due_deliveries(&mut tx, queue, now, lease_until, options.batch_size)
-            .await
-            // A row that does not decode (a corrupt database) ends up here;
-            // the transaction is dropped uncommitted, so nothing is claimed.
-            .context("claiming deliveries from the database")?;
+    let mut claimed = deliveries::claim_due_deliveries(
+        &mut tx,
+        queue,
+        now,
+        lease_until,
+        options.batch_size,
+        &options.claimer,
+    )
+    .await
+    // A row that does not decode (a corrupt database) ends up here;
+    // the transaction is dropped uncommitted, so nothing is claimed.
+    .context("claiming deliveries from the database")?;
     if matches!(queue, Queue::Campaign(_)) {
         deliveries::unsubscribe_tokens_for(&mut tx, &mut claimed).await?;
     }
@@ -310,12 +327,35 @@ pub async fn send_next_batch<T: Transport>(
         let attempt = attempt(transport, connection, source, &delivery).await;
         results.push(AttemptResult { delivery, attempt });
     }
-    let outcomes = record_results(store, &results, &options.retry, counters).await?;
+    let outcomes =
+        record_results(store, &results, &options.retry, counters, &options.claimer).await?;
     let sent = outcomes.iter().filter(|ok| **ok).count() as u64;
     Ok(Outcome::Worked {
         sent,
         failed_attempts: outcomes.len() as u64 - sent,
     })
+}
+
+/// Renews this run's leases every third of a lease, until aborted. A
+/// renewal that fails (the database busy) is retried at the next tick;
+/// two more remain before the lease could lapse.
+async fn renew_leases_while_running(store: Store, options: SendOptions) {
+    let every = (options.lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed = async {
+            let mut tx = store.begin().await?;
+            let until = options.lease_from(now_millis());
+            let n = deliveries::renew_leases(&mut tx, &options.claimer, until).await?;
+            tx.commit().await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        match renewed {
+            Ok(n) => tracing::debug!("renewed the lease of {n} claimed deliveries"),
+            Err(error) => tracing::warn!("renewing leases: {error:#}"),
+        }
+    }
 }
 
 /// Shared between the claimer, the workers and the recorder of one run.
@@ -422,6 +462,7 @@ pub async fn run_queue<T: Transport>(
     let policy = options.retry;
     let (window_size, threshold) = (options.failure_window.max(1), options.failure_threshold);
     let recorder_counters = counters.clone();
+    let claimer = options.claimer.clone();
     let recorder = tokio::spawn(async move {
         let mut window: VecDeque<bool> = VecDeque::with_capacity(window_size);
         let mut failures_in_window = 0usize;
@@ -438,17 +479,24 @@ pub async fn run_queue<T: Transport>(
                 }
             }
             let started = std::time::Instant::now();
-            let outcomes =
-                match record_results(&recorder_store, &buffer, &policy, &recorder_counters).await {
-                    Ok(outcomes) => outcomes,
-                    Err(error) => {
-                        // Stop everyone, or the claimer waits for a wake-up
-                        // that never comes. The rows stay 'sending' and are
-                        // released by the next run.
-                        recorder_state.stop_with(RunEnd::Interrupted);
-                        return Err(error);
-                    }
-                };
+            let outcomes = match record_results(
+                &recorder_store,
+                &buffer,
+                &policy,
+                &recorder_counters,
+                &claimer,
+            )
+            .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    // Stop everyone, or the claimer waits for a wake-up
+                    // that never comes. The rows stay 'sending' and are
+                    // released by the next run.
+                    recorder_state.stop_with(RunEnd::Interrupted);
+                    return Err(error);
+                }
+            };
             tracing::debug!(
                 "recorded {} outcomes in {:?}",
                 buffer.len(),
@@ -481,6 +529,8 @@ pub async fn run_queue<T: Transport>(
         anyhow::Ok(())
     });
 
+    let renewer = tokio::spawn(renew_leases_while_running(store.clone(), options.clone()));
+
     // The claimer runs here.
     let claim_result: anyhow::Result<()> = async {
         loop {
@@ -511,6 +561,7 @@ pub async fn run_queue<T: Transport>(
         worker.await.context("send worker panicked")?;
     }
     recorder.await.context("recorder panicked")??;
+    renewer.abort();
     interrupt_task.abort();
     claim_result?;
     let end = state.end.lock().expect("run state lock").clone();

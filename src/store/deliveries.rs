@@ -63,6 +63,7 @@ pub async fn claim_due_deliveries(
     now: Millis,
     lease_until: Millis,
     limit: i64,
+    claimer: &str,
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
     let filter = match queue {
         Queue::Campaign(_) => {
@@ -72,12 +73,13 @@ pub async fn claim_due_deliveries(
     };
     let sql = format!(
         "UPDATE deliveries
-         SET state = 'sending', lease_until = ?2, attempts = attempts + 1,
+         SET state = 'sending', lease_until = ?2, claimed_by = ?5, attempts = attempts + 1,
              first_attempt_at = COALESCE(first_attempt_at, ?1)
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE {filter}
-               AND d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1
+               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1)
+                    OR (d.state = 'sending' AND d.lease_until < ?1))
              LIMIT ?3)
          RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
     );
@@ -90,6 +92,7 @@ pub async fn claim_due_deliveries(
         .bind(lease_until)
         .bind(limit)
         .bind(campaign)
+        .bind(claimer)
         .fetch_all(&mut **tx)
         .await?;
     // A row that does not decode (a corrupt database) fails the whole claim
@@ -153,15 +156,17 @@ pub async fn mark_sent_batch(
     tx: &mut Tx<'_>,
     sent: &[(i64, &Reply)],
     now: Millis,
+    claimer: &str,
 ) -> sqlx::Result<()> {
     // SQLite allows 32766 bound parameters; 4 a row.
     for chunk in sent.chunks(1000) {
         let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until = NULL,
+            "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until = NULL, claimed_by = NULL,
                  last_code = v.column2, last_enhanced_code = v.column3, last_reply = v.column4
              FROM (VALUES {values}) AS v
-             WHERE deliveries.id = v.column1 AND deliveries.state = 'sending'"
+             WHERE deliveries.id = v.column1 AND deliveries.state = 'sending'
+               AND deliveries.claimed_by = ?"
         );
         // Only full chunks repeat, so only they are worth a cached statement.
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1000).bind(now);
@@ -172,7 +177,7 @@ pub async fn mark_sent_batch(
                 .bind(reply.enhanced_code.as_deref())
                 .bind(reply.text.as_str());
         }
-        query.execute(&mut **tx).await?;
+        query.bind(claimer).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -182,32 +187,40 @@ pub async fn mark_deferred(
     id: i64,
     reply: &Reply,
     next_attempt_at: Millis,
+    claimer: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL,
-             last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ? AND state = 'sending'",
+             claimed_by = NULL, last_code = ?, last_enhanced_code = ?, last_reply = ?
+         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
     )
     .bind(next_attempt_at)
     .bind(reply.code)
     .bind(reply.enhanced_code.as_deref())
     .bind(&reply.text)
     .bind(id)
+    .bind(claimer)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, reply: &Reply) -> sqlx::Result<()> {
+pub async fn mark_failed(
+    tx: &mut Tx<'_>,
+    id: i64,
+    reply: &Reply,
+    claimer: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'failed', lease_until = NULL,
+        "UPDATE deliveries SET state = 'failed', lease_until = NULL, claimed_by = NULL,
              last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ? AND state = 'sending'",
+         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
     )
     .bind(reply.code)
     .bind(reply.enhanced_code.as_deref())
     .bind(&reply.text)
     .bind(id)
+    .bind(claimer)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -215,17 +228,37 @@ pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, reply: &Reply) -> sqlx::Resul
 
 /// Gives a claimed row back untouched (the run is stopping before sending
 /// it): the attempt it was charged is refunded.
-pub async fn release_claim(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<()> {
+pub async fn release_claim(tx: &mut Tx<'_>, id: i64, claimer: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE deliveries
          SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
-             attempts = attempts - 1, lease_until = NULL
-         WHERE id = ? AND state = 'sending'",
+             attempts = attempts - 1, lease_until = NULL, claimed_by = NULL
+         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
     )
     .bind(id)
+    .bind(claimer)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Extends the lease of every row `claimer` still holds: a run renews its
+/// claims while it works, so its rows are never taken from it; when it
+/// dies, they return to the queue once the lease lapses, whatever machine
+/// it ran on.
+pub async fn renew_leases(
+    tx: &mut Tx<'_>,
+    claimer: &str,
+    lease_until: Millis,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND claimed_by = ?",
+    )
+    .bind(lease_until)
+    .bind(claimer)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
 }
 
 /// Rows left 'sending' by a process that died. Only safe to call while
@@ -234,7 +267,7 @@ pub async fn release_orphaned_claims(tx: &mut Tx<'_>, queue: Queue) -> sqlx::Res
     let (filter, campaign) = queue.condition();
     let sql = format!(
         "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
-             lease_until = NULL
+             lease_until = NULL, claimed_by = NULL
          WHERE state = 'sending' AND {filter}"
     );
     Ok(sqlx::query(&sql)

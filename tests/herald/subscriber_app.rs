@@ -378,5 +378,6 @@ fn worker_options() -> SendOptions {
         },
         failure_window: 100,
         failure_threshold: 1.0,
+        claimer: "test-worker".into(),
     }
 }

@@ -1,0 +1,121 @@
+//! Leases on a real SQLite file: a run's claims are its own until their
+//! lease lapses; then anyone may claim them, and the first run's late
+//! outcome lands on nothing. A renewed lease keeps the rows.
+
+use herald::store::deliveries::{self, DeliveryState, Queue, Reply};
+use herald::store::Store;
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+async fn queue_mail(store: &Store, count: usize) {
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..count {
+        deliveries::enqueue_transactional(
+            &mut tx,
+            "confirmation",
+            None,
+            &format!("r{i}@example.com"),
+            &format!("<m{i}@example.com>"),
+            Some(b"message"),
+            0,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn claim(store: &Store, now: i64, lease_until: i64, claimer: &str) -> usize {
+    let mut tx = store.begin().await.unwrap();
+    let claimed = deliveries::claim_due_deliveries(
+        &mut tx,
+        Queue::Transactional,
+        now,
+        lease_until,
+        100,
+        claimer,
+    )
+    .await
+    .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
+    tx.commit().await.unwrap();
+    ids.len()
+}
+
+async fn mark_all_sent(store: &Store, count: i64, claimer: &str) {
+    let reply = Reply {
+        code: Some(250),
+        enhanced_code: None,
+        text: "ok".into(),
+    };
+    let sent: Vec<(i64, &Reply)> = (1..=count).map(|id| (id, &reply)).collect();
+    let mut tx = store.begin().await.unwrap();
+    deliveries::mark_sent_batch(&mut tx, &sent, 1, claimer)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn counts(store: &Store) -> deliveries::DeliveryCounts {
+    let mut tx = store.begin().await.unwrap();
+    let counts = deliveries::count_deliveries_by_state(&mut tx, Queue::Transactional)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    counts
+}
+
+#[test]
+fn a_lapsed_lease_returns_the_rows_and_the_dead_run_outcome_lands_on_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
+        queue_mail(&store, 3).await;
+        // Run A claims everything with a lease ending at t=1000.
+        assert_eq!(claim(&store, 10, 1_000, "run-a").await, 3);
+        // Before the lease ends nobody else gets them.
+        assert_eq!(claim(&store, 999, 2_000, "run-b").await, 0);
+        // After it (run A died, on whatever machine), run B takes them.
+        assert_eq!(claim(&store, 1_001, 5_000, "run-b").await, 3);
+        // Run A's late outcome lands on nothing: the rows are B's now.
+        mark_all_sent(&store, 3, "run-a").await;
+        assert_eq!(counts(&store).await.get(DeliveryState::Sending), 3);
+        mark_all_sent(&store, 3, "run-b").await;
+        assert_eq!(counts(&store).await.sent, 3);
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_renewed_lease_keeps_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
+        queue_mail(&store, 2).await;
+        assert_eq!(claim(&store, 10, 1_000, "run-a").await, 2);
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            deliveries::renew_leases(&mut tx, "run-a", 9_000)
+                .await
+                .unwrap(),
+            2
+        );
+        // Another run's renewal touches none of A's rows.
+        assert_eq!(
+            deliveries::renew_leases(&mut tx, "run-b", 99_000)
+                .await
+                .unwrap(),
+            0
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(claim(&store, 5_000, 10_000, "run-b").await, 0);
+        assert_eq!(claim(&store, 9_001, 10_000, "run-b").await, 2);
+        store.close().await;
+    });
+}
