@@ -119,3 +119,87 @@ fn a_renewed_lease_keeps_the_rows() {
         store.close().await;
     });
 }
+
+/// A transport that takes its time and keeps who got what.
+#[derive(Clone, Default)]
+struct SlowInbox(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl herald::send::Transport for SlowInbox {
+    type Connection = SlowInbox;
+    async fn connect(&self) -> Result<SlowInbox, herald::send::SendError> {
+        Ok(self.clone())
+    }
+}
+
+impl herald::send::Connection for SlowInbox {
+    async fn send(
+        &mut self,
+        envelope: &lettre::address::Envelope,
+        _message: &[u8],
+    ) -> Result<Reply, herald::send::SendError> {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.0.lock().unwrap().push(envelope.to()[0].to_string());
+        Ok(Reply {
+            code: Some(250),
+            enhanced_code: None,
+            text: "kept".into(),
+        })
+    }
+    fn is_broken(&self) -> bool {
+        false
+    }
+    async fn close(self) {}
+}
+
+/// Two runs on one queue, with leases far shorter than the time their
+/// claimed rows wait in their channels: each renews its own, so no row is
+/// taken from a live run and everybody gets exactly one copy. Without the
+/// renewal, the second run takes rows the first still holds, and sends
+/// them again.
+#[test]
+fn two_runs_with_short_leases_send_each_message_once() {
+    use herald::send::worker::{run_queue, Counters, MessageSource, SendOptions};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
+        queue_mail(&store, 40).await;
+        let inbox = SlowInbox::default();
+        let source = Arc::new(MessageSource::Transactional {
+            from: "news@example.com".parse().unwrap(),
+            mail: None,
+        });
+        let run = |name: &str| {
+            let mut options = SendOptions::from_settings(&herald::config::Settings::default().send);
+            options.concurrency = 2;
+            options.batch_size = 10;
+            options.lease = std::time::Duration::from_millis(300);
+            options.claimer = name.to_string();
+            let (store, inbox, source) = (store.clone(), inbox.clone(), source.clone());
+            tokio::spawn(async move {
+                run_queue(
+                    &store,
+                    Arc::new(inbox),
+                    source,
+                    Queue::Transactional,
+                    &options,
+                    Arc::new(Counters::default()),
+                    std::future::pending(),
+                )
+                .await
+                .unwrap()
+            })
+        };
+        let (a, b) = (run("run-a"), run("run-b"));
+        a.await.unwrap();
+        b.await.unwrap();
+        let mut got = inbox.0.lock().unwrap().clone();
+        got.sort();
+        let before = got.len();
+        got.dedup();
+        assert_eq!(before, got.len(), "some recipients got two copies");
+        assert_eq!(got.len(), 40);
+        assert_eq!(counts(&store).await.sent, 40);
+        store.close().await;
+    });
+}
