@@ -137,7 +137,7 @@ impl herald::send::Connection for SlowInbox {
         envelope: &lettre::address::Envelope,
         _message: &[u8],
     ) -> Result<Reply, herald::send::SendError> {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         self.0.lock().unwrap().push(envelope.to()[0].to_string());
         Ok(Reply {
             code: Some(250),
@@ -173,7 +173,7 @@ fn two_runs_with_short_leases_send_each_message_once() {
             let mut options = SendOptions::from_settings(&herald::config::Settings::default().send);
             options.concurrency = 2;
             options.batch_size = 10;
-            options.lease = std::time::Duration::from_millis(300);
+            options.lease = std::time::Duration::from_millis(1_000);
             options.claimer = name.to_string();
             let (store, inbox, source) = (store.clone(), inbox.clone(), source.clone());
             tokio::spawn(async move {
