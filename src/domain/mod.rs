@@ -2,6 +2,7 @@
 //! HTTP form, CSV import, issue file); everything past that point can trust it.
 
 mod issue_slug;
+mod reply;
 mod spreadsheet;
 mod subscriber_email;
 mod subscriber_name;
@@ -9,6 +10,7 @@ mod token;
 mod verp;
 
 pub use issue_slug::IssueSlug;
+pub use reply::Reply;
 pub use spreadsheet::{neutralise_formula, restore_formula};
 pub use subscriber_email::SubscriberEmail;
 pub use subscriber_name::SubscriberName;

@@ -3,7 +3,7 @@
 
 use crate::domain::Verp;
 
-use super::transport::SendError;
+use super::error::SendError;
 
 #[derive(Debug, Clone)]
 pub enum EnvelopeSender {

@@ -2,7 +2,9 @@
 //! transport trait (SMTP, file outbox, stub), retry decisions in one place,
 //! and workers that claim, send and record in batches.
 
+pub mod any;
 pub mod envelope;
+pub mod error;
 pub mod lock;
 pub mod message;
 pub mod outbox;
@@ -13,4 +15,6 @@ pub mod transaction;
 pub mod transport;
 pub mod worker;
 
-pub use transport::{AnyTransport, Connection, SendError, Transport};
+pub use any::AnyTransport;
+pub use error::{SendError, Stage};
+pub use transport::{Connection, Transport};

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::transport::{AnyTransport, Transport};
+use super::any::AnyTransport;
+use super::transport::Transport;
 use super::worker::{
     send_next_batch, Counters, MessageSource, Outcome, SendOptions, TransactionalMail,
 };

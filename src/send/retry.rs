@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::transport::SendError;
+use super::error::SendError;
 use crate::config::SendSettings;
 use crate::store::Millis;
 
@@ -72,7 +72,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::deliveries::Reply;
+    use crate::domain::Reply;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -85,7 +85,7 @@ mod tests {
     fn reply(code: u16, enhanced: Option<&str>) -> SendError {
         SendError {
             permanent: code >= 500,
-            stage: super::super::transport::Stage::Recipient,
+            stage: super::super::error::Stage::Recipient,
             reply: Reply {
                 code: Some(code),
                 enhanced_code: enhanced.map(str::to_string),
@@ -116,13 +116,13 @@ mod tests {
     #[test]
     fn a_refused_sender_defers_instead_of_failing_the_list() {
         let mut error = reply(553, Some("5.1.8"));
-        error.stage = super::super::transport::Stage::Sender;
+        error.stage = super::super::error::Stage::Sender;
         assert!(matches!(
             decide(&error, 1, 0, 0, &policy()),
             Decision::Defer { .. }
         ));
         let mut spam = reply(550, None);
-        spam.stage = super::super::transport::Stage::Message;
+        spam.stage = super::super::error::Stage::Message;
         assert_eq!(
             decide(&spam, 1, 0, 0, &policy()),
             Decision::Fail {

@@ -18,10 +18,10 @@ use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::error::{SendError, Stage};
 use super::transaction::{send_message, Failure};
-use super::transport::{SendError, Stage};
 use crate::config::Secret;
-use crate::store::deliveries::Reply;
+use crate::domain::Reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {

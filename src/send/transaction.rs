@@ -17,7 +17,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
-use super::transport::{SendError, Stage};
+use super::error::{SendError, Stage};
 
 /// Text written as it is: lettre's `command` takes any `Display`.
 struct Raw<'a>(&'a str);

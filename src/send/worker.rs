@@ -21,10 +21,12 @@ use lettre::address::Envelope;
 use tokio::sync::{mpsc, Notify};
 
 use super::envelope::EnvelopeSender;
+use super::error::SendError;
 use super::message::MessageFactory;
 use super::retry::{decide, Decision, RetryPolicy};
-use super::transport::{Connection, SendError, Transport};
-use crate::store::deliveries::{self, ClaimedDelivery, Queue, Reply};
+use super::transport::{Connection, Transport};
+use crate::domain::Reply;
+use crate::store::deliveries::{self, ClaimedDelivery, Queue};
 use crate::store::{now_millis, subscribers, Store};
 
 /// Makes transactional mail when it is sent. The send stage owns this

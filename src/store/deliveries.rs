@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Millis, Tx};
+use crate::domain::Reply;
 
 /// Which rows a worker serves: one campaign's issue mail, or the
 /// transactional mail (confirmations, welcomes) that has no campaign.
@@ -40,14 +41,6 @@ pub struct ClaimedDelivery {
     pub message_id: String,
     /// Filled in by [`unsubscribe_tokens_for`] for issue mail.
     pub unsubscribe_token: Option<String>,
-}
-
-/// What the server last said about a delivery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reply {
-    pub code: Option<u16>,
-    pub enhanced_code: Option<String>,
-    pub text: String,
 }
 
 /// Claims up to `limit` due rows: queued rows, and deferred rows whose time

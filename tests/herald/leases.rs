@@ -2,7 +2,8 @@
 //! lease lapses; then anyone may claim them, and the first run's late
 //! outcome lands on nothing. A renewed lease keeps the rows.
 
-use herald::store::deliveries::{self, DeliveryState, Queue, Reply};
+use herald::domain::Reply;
+use herald::store::deliveries::{self, DeliveryState, Queue};
 use herald::store::Store;
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {

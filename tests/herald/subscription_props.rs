@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use herald::config::Settings;
+use herald::domain::Reply;
 use herald::domain::{SubscriberEmail, Token};
 use herald::render::Templates;
 use herald::send::worker::{send_next_batch, Counters, MessageSource, Outcome, SendOptions};
 use herald::send::{Connection, SendError, Transport};
-use herald::store::deliveries::{Queue, Reply};
+use herald::store::deliveries::Queue;
 use herald::store::subscribers::{self, Source, SubscriberState};
 use herald::store::{now_millis, Store};
 use herald::subscription::{suppression_hash, SubscribeRequest, SubscriberMail, Subscriptions};
