@@ -244,7 +244,7 @@ impl Recorder {
         let dedupe_key = dedupe_key(&incoming);
         let parsed = serde_json::to_string(&incoming.report)
             .map_err(|e| RecordError::Other(anyhow::Error::new(e).context("the parse result")))?;
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin().await?;
         let new = NewReport {
             received_at: now,
             channel: incoming.channel.as_str(),

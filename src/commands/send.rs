@@ -291,7 +291,7 @@ async fn run_campaign(
 }
 
 async fn pending_count(store: &Store, queue: Queue) -> anyhow::Result<u64> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
     tx.commit().await?;
     Ok(u64::try_from(counts.remaining()).unwrap_or(0))

@@ -45,7 +45,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let store = Store::open(&settings.database_path()).await?;
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin_read().await?;
         let campaign: Option<Campaign> = match issue {
             Some(issue) => {
                 let slug = slug_of(settings, issue)?;

@@ -97,7 +97,7 @@ async fn add(
         consent: None,
         confirmed,
     };
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin().await?;
     let outcome = subscriptions
         .subscribe(&mut tx, &request, now_millis())
         .await?;
@@ -145,7 +145,7 @@ async fn remove(
     let email = parse_email(raw_email)?;
     let subscriptions = subscriptions(settings)?;
     let now = now_millis();
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin().await?;
     if erase {
         let outcome = subscriptions.erase(&mut tx, &email, now).await?;
         tx.commit().await?;
@@ -215,7 +215,7 @@ async fn load_list(
     store: &Store,
     state: Option<SubscriberState>,
 ) -> anyhow::Result<Vec<Subscriber>> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let list = subscribers::list_subscribers(&mut tx, state).await?;
     tx.commit().await?;
     Ok(list)
@@ -255,7 +255,7 @@ async fn list(
 }
 
 async fn count(store: &Store) -> anyhow::Result<ExitCode> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let counts = subscribers::count_by_state(&mut tx).await?;
     tx.commit().await?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
@@ -411,7 +411,7 @@ async fn import_chunk(
     if rows.is_empty() {
         return Ok(ImportReport::default());
     }
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin().await?;
     let report = subscriptions
         .import_chunk(&mut tx, rows, confirmed, now_millis())
         .await?;

@@ -62,7 +62,7 @@ pub async fn load_verp(
     let Some(return_path) = settings.return_path()? else {
         return Ok(None);
     };
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin().await?;
     let key = crate::store::secrets::verp_key(&mut tx, crate::store::now_millis()).await?;
     tx.commit().await?;
     Ok(Some(Verp::new(return_path, key)))

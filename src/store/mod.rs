@@ -135,17 +135,21 @@ impl Store {
         Ok(Store { pool, writer })
     }
 
-    /// A transaction on the writer connection; commit it to keep its work.
+    /// A transaction that may write, on the writer connection: it takes
+    /// the write lock at once (BEGIN IMMEDIATE), waiting out another
+    /// process's writer under the busy timeout. A deferred transaction that
+    /// reads and then writes would have to upgrade its snapshot, which
+    /// fails at once ("database is locked", no busy wait) when another
+    /// process wrote in between; so there is no other way to begin one.
+    /// Commit it to keep its work.
     pub async fn begin(&self) -> sqlx::Result<Tx<'static>> {
-        self.writer.begin().await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// A transaction that takes the write lock at once (BEGIN IMMEDIATE).
-    /// For one that reads and then writes: a deferred transaction would
-    /// have to upgrade its read snapshot to a write, which fails at once
-    /// (SQLITE_BUSY, no busy timeout) when another connection wrote first.
-    pub async fn begin_write(&self) -> sqlx::Result<Tx<'static>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
+    /// A read-only transaction on the reader pool: one consistent snapshot
+    /// (WAL), taking no write lock, for reports such as `herald status`.
+    pub async fn begin_read(&self) -> sqlx::Result<Tx<'static>> {
+        self.pool.begin().await
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -147,7 +147,7 @@ impl Setup {
     fn verp(&self) -> Verp {
         block_on(async {
             let store = Store::open(&self.settings.database_path()).await.unwrap();
-            let mut tx = store.begin_write().await.unwrap();
+            let mut tx = store.begin().await.unwrap();
             let key = secrets::verp_key(&mut tx, now_millis()).await.unwrap();
             tx.commit().await.unwrap();
             store.close().await;
@@ -619,7 +619,7 @@ fn a_complaint_stops_every_later_mail_to_that_subscriber() {
     block_on(async {
         let store = setup.open().await;
         let email = SubscriberEmail::parse(&complainer).unwrap();
-        let mut tx = store.begin_write().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
         let request = SubscribeRequest {
             email: &email,
             name: None,
@@ -1039,7 +1039,7 @@ fn a_bounced_confirmation_is_found_by_its_message_id() {
     block_on(async {
         let store = setup.open().await;
         let email = SubscriberEmail::parse(newcomer).unwrap();
-        let mut tx = store.begin_write().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
         let request = SubscribeRequest {
             email: &email,
             name: None,

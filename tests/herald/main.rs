@@ -23,4 +23,5 @@ mod subscribe_web;
 mod subscriber_app;
 mod subscribers_cli;
 mod subscription_props;
+mod two_processes;
 mod webhooks;

@@ -253,7 +253,7 @@ async fn run_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for op in &ops {
         deliver_queued_mail(&store, &inbox, &source).await;
         let now = now_millis();
-        let mut tx = store.begin_write().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
         let mut link_index = None;
         match *op {
             Op::Form(a) | Op::CliAdd(a, _) => {

@@ -570,7 +570,7 @@ async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
     app.add_subscriber("jane@example.com").await;
     app.add_subscriber("john@example.com").await;
     let now = herald::store::now_millis();
-    let mut tx = app.store.begin_write().await.unwrap();
+    let mut tx = app.store.begin().await.unwrap();
     let campaign = campaigns::insert_campaign(
         &mut tx,
         &NewCampaign {

@@ -54,7 +54,7 @@ pub fn run(settings: &Settings, limit: u32, json: bool) -> anyhow::Result<ExitCo
         .context("starting the async runtime")?;
     let rows = runtime.block_on(async {
         let store = Store::open(&settings.database_path()).await?;
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin_read().await?;
         let rows = bounce_reports::list_reports(&mut tx, i64::from(limit)).await?;
         tx.commit().await?;
         store.close().await;

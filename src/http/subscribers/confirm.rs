@@ -39,7 +39,7 @@ pub(super) async fn confirm_subscription(
 ) -> Result<Response, SubscriberWebError> {
     let outcome = match Token::parse(&raw) {
         Ok(token) => {
-            let mut tx = web.store().begin_write().await?;
+            let mut tx = web.store().begin().await?;
             let outcome = web
                 .subscriptions()
                 .confirm(&mut tx, &token, now_millis())

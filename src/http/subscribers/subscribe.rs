@@ -164,7 +164,7 @@ pub(super) async fn submit_form(
         consent: Some(&consent),
         confirmed: false,
     };
-    let mut tx = web.store().begin_write().await?;
+    let mut tx = web.store().begin().await?;
     let outcome = web
         .subscriptions()
         .subscribe(&mut tx, &request, now_millis())

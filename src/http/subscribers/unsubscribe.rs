@@ -77,7 +77,7 @@ pub(super) async fn unsubscribe(
     } else {
         "unsubscribe page"
     };
-    let mut tx = web.store().begin_write().await?;
+    let mut tx = web.store().begin().await?;
     let outcome = web
         .subscriptions()
         .unsubscribe(&mut tx, &token, reason, now_millis())
