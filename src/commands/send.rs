@@ -12,6 +12,7 @@ use super::{user_error, UserError};
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
+use crate::send::campaign::{conclude, start_or_resume, CampaignRequest, Conclusion, Started};
 use crate::send::envelope::{load_verp, EnvelopeSender};
 use crate::send::lock::QueueLock;
 use crate::send::message::MessageFactory;
@@ -19,7 +20,7 @@ use crate::send::progress::Progress;
 use crate::send::transport::Transport;
 use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
-use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign};
+use crate::store::campaigns::{self, Campaign};
 use crate::store::deliveries::{self, Queue};
 use crate::store::{now_millis, Store};
 
@@ -89,84 +90,55 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     probe.close().await;
 
     let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
-    let mut tx = store.begin().await?;
-    let now = now_millis();
-    if args.force_new {
-        let retired = campaigns::retire_campaigns(&mut tx, issue.slug.as_str()).await?;
-        if retired > 0 {
-            tracing::info!(
-                "--force-new: starting a new campaign; the previous one is kept for the record"
+    let from = settings.from_mailbox()?;
+    let request = CampaignRequest {
+        issue_slug: issue.slug.as_str(),
+        issue_number: issue.number,
+        issue_hash: &issue_hash,
+        email: &email,
+        force_new: args.force_new,
+        message_id_domain: from.email.domain(),
+    };
+    let campaign = match start_or_resume(&store, &request, now_millis()).await? {
+        Started::AlreadyFinished(campaign) => {
+            let finished = campaign
+                .finished_at
+                .and_then(chrono::DateTime::from_timestamp_millis);
+            println!(
+                "{} was already sent (campaign {}, finished {}); nobody is mailed twice. \
+                 `herald status {}` shows the details; `--force-new` sends it to everybody again",
+                issue.slug,
+                campaign.id,
+                finished.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                issue.slug
             );
+            return Ok(ExitCode::SUCCESS);
         }
-    }
-    let campaign = match campaigns::find_current_campaign(&mut tx, issue.slug.as_str()).await? {
-        Some(campaign) => {
-            if campaign.issue_hash != issue_hash {
+        Started::Ready {
+            campaign,
+            created_with,
+            changed_since,
+            resumed_from_pause,
+        } => {
+            if let Some(recipients) = created_with {
+                tracing::info!(
+                    "campaign {}: {recipients} active subscriber(s) queued",
+                    campaign.id
+                );
+            }
+            if changed_since {
                 eprintln!(
                     "warning: {} changed since this campaign began; resuming with the content rendered then \
                      (use --force-new to send the new version to everybody)",
                     args.issue.display()
                 );
             }
+            if let Some(reason) = resumed_from_pause {
+                eprintln!("resuming paused campaign {} ({reason})", campaign.id);
+            }
             campaign
-        }
-        None => {
-            let from = MessageFactory::new(settings, email.clone(), web_url.clone())?;
-            let html = email.html.template();
-            let text = email.text.template();
-            let message_nonce = uuid::Uuid::new_v4().simple().to_string();
-            let new = NewCampaign {
-                issue_slug: issue.slug.as_str(),
-                issue_number: i64::from(issue.number),
-                issue_hash: &issue_hash,
-                subject: &email.subject,
-                html: &html,
-                text: &text,
-                message_nonce: &message_nonce,
-            };
-            let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
-            let recipients = campaigns::snapshot_recipients(
-                &mut tx,
-                id,
-                &message_nonce,
-                from.from().email.domain(),
-                now,
-            )
-            .await?;
-            tracing::info!("campaign {id}: {recipients} active subscriber(s) queued");
-            campaigns::find_current_campaign(&mut tx, issue.slug.as_str())
-                .await?
-                .context("the campaign just created")?
         }
     };
-    deliveries::release_orphaned_claims(&mut tx, Queue::Campaign(campaign.id)).await?;
-    if campaign.state == CampaignState::Finished {
-        tx.commit().await?;
-        let finished = campaign
-            .finished_at
-            .and_then(chrono::DateTime::from_timestamp_millis);
-        println!(
-            "{} was already sent (campaign {}, finished {}); nobody is mailed twice. \
-             `herald status {}` shows the details; `--force-new` sends it to everybody again",
-            issue.slug,
-            campaign.id,
-            finished.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            issue.slug
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if campaign.state == CampaignState::Paused {
-        eprintln!(
-            "resuming paused campaign {} ({})",
-            campaign.id,
-            campaign
-                .pause_reason
-                .as_deref()
-                .unwrap_or("no reason recorded")
-        );
-    }
-    campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Sending, None, now).await?;
-    tx.commit().await?;
 
     run_campaign(settings, args, &store, &campaign, transport, web_url, quiet).await
 }
@@ -219,32 +191,8 @@ async fn run_campaign(
     let end = end?;
     let elapsed = started.elapsed();
 
-    let mut tx = store.begin().await?;
-    let now = now_millis();
-    if end == RunEnd::Drained {
-        deliveries::skip_departed_recipients(&mut tx, campaign.id).await?;
-    }
-    let counts = deliveries::count_deliveries_by_state(&mut tx, queue).await?;
+    let Conclusion { counts, next_due } = conclude(store, campaign.id, &end, now_millis()).await?;
     let remaining = counts.remaining();
-    match &end {
-        RunEnd::Paused(reason) => {
-            campaigns::set_campaign_state(
-                &mut tx,
-                campaign.id,
-                CampaignState::Paused,
-                Some(reason),
-                now,
-            )
-            .await?
-        }
-        _ if remaining == 0 => {
-            campaigns::set_campaign_state(&mut tx, campaign.id, CampaignState::Finished, None, now)
-                .await?
-        }
-        _ => {}
-    }
-    let next_due = deliveries::next_due_time(&mut tx, campaign.id).await?;
-    tx.commit().await?;
 
     let (sent, deferred, failed) = counters.snapshot();
     let rate = sent as f64 / elapsed.as_secs_f64().max(0.001);

@@ -3,6 +3,7 @@
 //! and workers that claim, send and record in batches.
 
 pub mod any;
+pub mod campaign;
 pub mod envelope;
 pub mod error;
 pub mod lock;
