@@ -279,27 +279,32 @@ async fn serve_front_end(settings: &Arc<Settings>) -> (String, Store) {
     (format!("http://127.0.0.1:{port}"), store)
 }
 
+/// An active subscriber, as if added with `subscribers add --confirmed`.
+async fn add_active_subscriber(store: &Store, email: &str) {
+    let email = SubscriberEmail::parse(email).unwrap();
+    let token = Token::generate();
+    let mut tx = store.begin().await.unwrap();
+    subscribers::insert_subscriber(
+        &mut tx,
+        &NewSubscriber {
+            email: &email,
+            name: None,
+            state: SubscriberState::Active,
+            source: Source::Cli,
+            consent: None,
+            unsubscribe_token: token.as_str(),
+        },
+        herald::store::now_millis(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
 impl WebhookApp {
     async fn add_subscriber(&self, email: &str) {
-        let email = SubscriberEmail::parse(email).unwrap();
-        let token = Token::generate();
-        let mut tx = self.store.begin().await.unwrap();
-        subscribers::insert_subscriber(
-            &mut tx,
-            &NewSubscriber {
-                email: &email,
-                name: None,
-                state: SubscriberState::Active,
-                source: Source::Cli,
-                consent: None,
-                unsubscribe_token: token.as_str(),
-            },
-            herald::store::now_millis(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        tx.commit().await.unwrap();
+        add_active_subscriber(&self.store, email).await;
     }
 
     async fn state_of(&self, email: &str) -> String {
@@ -1089,24 +1094,7 @@ async fn endpoints_without_a_secret_are_off_and_bodies_are_capped() {
 async fn the_serve_command_serves_the_webhooks() {
     let ws = crate::helpers::Workspace::with_examples("");
     let store = Store::open(&ws.path().join("herald.db")).await.unwrap();
-    let email = SubscriberEmail::parse("jane@example.com").unwrap();
-    let token = Token::generate();
-    let mut tx = store.begin().await.unwrap();
-    subscribers::insert_subscriber(
-        &mut tx,
-        &NewSubscriber {
-            email: &email,
-            name: None,
-            state: SubscriberState::Active,
-            source: Source::Cli,
-            consent: None,
-            unsubscribe_token: token.as_str(),
-        },
-        herald::store::now_millis(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    add_active_subscriber(&store, "jane@example.com").await;
 
     let (mut child, address) =
         crate::helpers::start_serve(&ws, &[("HERALD_WEBHOOK_SECRET", GENERIC_SECRET)]);
