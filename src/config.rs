@@ -18,6 +18,8 @@ use lettre::message::header::HeaderName;
 use serde::Deserialize;
 use url::Url;
 
+use crate::store::Location;
+
 /// A value that must never be printed: `Debug` shows `Secret(***)`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -49,6 +51,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub bounces: BounceSettings,
     pub webhooks: WebhookSettings,
+    pub database: DatabaseSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
@@ -58,6 +61,9 @@ pub struct Settings {
     /// `HERALD_IMAP_PASSWORD`: the bounce mailbox's password.
     #[serde(skip)]
     pub imap_password: Option<Secret>,
+    /// `HERALD_DATABASE_PASSWORD`: PostgreSQL's password.
+    #[serde(skip)]
+    pub database_password: Option<Secret>,
     /// The webhook secrets, each from its own `HERALD_*` variable.
     #[serde(skip)]
     pub webhook_secrets: WebhookSecrets,
@@ -135,7 +141,19 @@ pub struct PathSettings {
     pub issues: PathBuf,
     pub templates: PathBuf,
     pub output: PathBuf,
-    pub database: PathBuf,
+    /// Deprecated: `[database] url = "sqlite://FILE"` says the same.
+    pub database: Option<PathBuf>,
+}
+
+/// Where the list lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://FILE` (a file, relative to the config's folder; the
+    /// default is `sqlite://herald.db`) or `postgres://USER@HOST[:PORT]/DB`
+    /// (password in `HERALD_DATABASE_PASSWORD`, or PostgreSQL's own
+    /// `PGPASSWORD` and `~/.pgpass`).
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,9 +249,11 @@ impl Default for Settings {
             server: ServerSettings::default(),
             bounces: BounceSettings::default(),
             webhooks: WebhookSettings::default(),
+            database: DatabaseSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
             imap_password: None,
+            database_password: None,
             webhook_secrets: WebhookSecrets::default(),
         }
     }
@@ -257,7 +277,7 @@ impl Default for PathSettings {
             issues: "issues".into(),
             templates: "templates".into(),
             output: "public".into(),
-            database: "herald.db".into(),
+            database: None,
         }
     }
 }
@@ -416,6 +436,12 @@ impl Settings {
             parse_address(reply_to, "[mail] reply_to")?;
         }
         self.return_path()?;
+        self.database()?;
+        if self.paths.database.is_some() {
+            tracing::warn!(
+                "[paths] database is deprecated; write [database] url = \"sqlite://FILE\""
+            );
+        }
         validate_smtp_url(&self.smtp.url)?;
         if let Some(name) = &self.smtp.helo_name {
             if url::Host::parse(name).is_err() || name.is_empty() || !name.is_ascii() {
@@ -474,6 +500,7 @@ impl Settings {
     fn read_environment(&mut self) {
         self.smtp_password = non_empty_env("HERALD_SMTP_PASSWORD").map(Secret::new);
         self.imap_password = non_empty_env("HERALD_IMAP_PASSWORD").map(Secret::new);
+        self.database_password = non_empty_env("HERALD_DATABASE_PASSWORD").map(Secret::new);
         let secret = |name| non_empty_env(name).map(Secret::new);
         self.webhook_secrets = WebhookSecrets {
             mailgun_signing_key: secret("HERALD_MAILGUN_SIGNING_KEY"),
@@ -514,8 +541,54 @@ impl Settings {
     pub fn output_dir(&self) -> PathBuf {
         self.resolve(&self.paths.output)
     }
-    pub fn database_path(&self) -> PathBuf {
-        self.resolve(&self.paths.database)
+    /// The database `[database] url` names (or the deprecated `[paths]
+    /// database`), checked when the config loads.
+    pub fn database(&self) -> anyhow::Result<Location> {
+        let url = match (&self.database.url, &self.paths.database) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both [database] url and [paths] database are set; \
+                 keep [database] url (the other is its deprecated spelling)"
+            ),
+            (None, Some(path)) => return Ok(Location::Sqlite(self.resolve(path))),
+            (None, None) => DEFAULT_DATABASE_URL,
+            (Some(url), None) => url.trim(),
+        };
+        let shown = redact_url(url);
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() || path.contains('?') {
+                anyhow::bail!(
+                    "[database] url = {shown:?} must name a file, e.g. \"sqlite://herald.db\""
+                );
+            }
+            return Ok(Location::Sqlite(self.resolve(Path::new(path))));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!(
+                "[database] url = {shown:?}: the scheme must be sqlite:// or postgres://"
+            );
+        }
+        let parsed =
+            Url::parse(url).map_err(|e| anyhow::anyhow!("[database] url = {shown:?}: {e}"))?;
+        if parsed.password().is_some() {
+            anyhow::bail!(
+                "[database] url = {shown:?} holds a password; put it in HERALD_DATABASE_PASSWORD instead"
+            );
+        }
+        Ok(Location::Postgres {
+            url: url.to_string(),
+            password: self
+                .database_password
+                .as_ref()
+                .map(|secret| secret.expose().to_string()),
+        })
+    }
+
+    /// Whether the list lives in PostgreSQL, shared by several machines.
+    pub fn database_is_shared(&self) -> bool {
+        matches!(self.database(), Ok(Location::Postgres { .. }))
     }
 
     /// DKIM from `[send] dkim_*`, for every mail Herald sends (issues,
@@ -670,6 +743,8 @@ fn validate_smtp_url(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+const DEFAULT_DATABASE_URL: &str = "sqlite://herald.db";
+
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -692,7 +767,10 @@ mod tests {
         );
         assert_eq!(parsed.feeds.max_items, defaults.feeds.max_items);
         assert_eq!(parsed.server.listen, defaults.server.listen);
-        assert_eq!(parsed.paths.database, defaults.paths.database);
+        assert_eq!(
+            parsed.database().unwrap().describe(),
+            defaults.database().unwrap().describe()
+        );
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub async fn process_message(
     raw: &[u8],
     recipient: Option<&str>,
 ) -> Result<RecordOutcome, RecordError> {
-    let store = Store::open_with_busy_timeout(&settings.database_path(), PIPE_BUSY_TIMEOUT)
+    let location = settings.database().map_err(RecordError::from_open)?;
+    let store = Store::connect_with_busy_timeout(&location, PIPE_BUSY_TIMEOUT)
         .await
         .map_err(RecordError::from_open)?;
     let recorder = Recorder::new(store.clone(), settings);

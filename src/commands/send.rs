@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
 use crate::send::campaign::{conclude, start_or_resume, CampaignRequest, Conclusion, Started};
 use crate::send::envelope::{load_verp, EnvelopeSender};
-use crate::send::lock::QueueLock;
+use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
 use crate::send::transport::Transport;
@@ -22,7 +22,7 @@ use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOption
 use crate::send::{AnyTransport, Connection};
 use crate::store::campaigns::{self, Campaign};
 use crate::store::deliveries::{self, Queue};
-use crate::store::{now_millis, Store};
+use crate::store::{now_millis, Location, Store};
 
 pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
     let mut options = SendOptions::from_settings(&settings.send);
@@ -60,20 +60,23 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         return send_test_copy(settings, email, web_url, &transport, address).await;
     }
 
-    if args.dry_run && !settings.database_path().exists() {
-        // A dry run changes nothing, not even by creating the database.
-        println!(
-            "dry run: no database at {}, so no subscribers: nothing would go out",
-            settings.database_path().display()
-        );
-        return Ok(ExitCode::SUCCESS);
+    let location = settings.database()?;
+    if let (true, Location::Sqlite(path)) = (args.dry_run, &location) {
+        if !path.exists() {
+            // A dry run changes nothing, not even by creating the database.
+            println!(
+                "dry run: no database at {}, so no subscribers: nothing would go out",
+                path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
     }
-    let store = Store::open(&settings.database_path()).await?;
+    let store = Store::connect(&location).await?;
     if args.dry_run {
         return dry_run(settings, &store, email, web_url, &issue.slug.to_string()).await;
     }
 
-    let Some(_lock) = QueueLock::try_acquire(&settings.database_path(), "send")? else {
+    let Some(membership) = join(&store, "send").await? else {
         return Err(user_error(
             "another `herald send` is running on this database; wait for it to finish",
         ));
@@ -139,6 +142,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
             campaign
         }
     };
+    membership
+        .release_orphans(&store, Queue::Campaign(campaign.id))
+        .await?;
 
     run_campaign(settings, args, &store, &campaign, transport, web_url, quiet).await
 }

@@ -11,11 +11,11 @@ use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
 use crate::http::{router, AppState};
 use crate::render::Templates;
-use crate::send::lock::QueueLock;
+use crate::send::lock::join;
 use crate::send::outbox::{run_transactional_worker, OutboxSignal};
 use crate::send::worker::SendOptions;
 use crate::send::AnyTransport;
-use crate::store::deliveries::{self, Queue};
+use crate::store::deliveries::Queue;
 use crate::store::Store;
 use crate::subscription::{SubscriberMail, Subscriptions};
 
@@ -41,13 +41,13 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
             .await
             .map_err(|e| user_error(format!("cannot listen on {listen}: {e}")))?;
         let address = listener.local_addr()?;
-        let store = Store::open(&settings.database_path()).await?;
+        let store = Store::connect(&settings.database()?).await?;
         let templates = Arc::new(Templates::load(&settings.templates_dir())?);
         let outbox = OutboxSignal::default();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let subscriptions = Arc::new(Subscriptions::new(Arc::new(settings.clone()), &templates)?);
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
-        let poller = start_imap_poller(&settings, &store, stopped.clone())?;
+        let poller = start_imap_poller(&settings, &store, stopped.clone()).await?;
         let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
@@ -82,15 +82,15 @@ async fn start_outbox_worker(
     signal: OutboxSignal,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(lock) = QueueLock::try_acquire(&settings.database_path(), "outbox")? else {
+    let Some(membership) = join(store, "outbox").await? else {
         tracing::warn!(
             "another herald serve sends this database's confirmation mail; this one will not"
         );
         return Ok(None);
     };
-    let mut tx = store.begin().await?;
-    deliveries::release_orphaned_claims(&mut tx, Queue::Transactional).await?;
-    tx.commit().await?;
+    membership
+        .release_orphans(store, Queue::Transactional)
+        .await?;
     let transport = AnyTransport::from_settings(settings)?;
     let from = crate::send::envelope::EnvelopeSender::new(
         settings.from_mailbox()?.email,
@@ -99,7 +99,7 @@ async fn start_outbox_worker(
     let options = SendOptions::from_settings(&settings.send);
     let store = store.clone();
     Ok(Some(tokio::spawn(async move {
-        let _lock = lock;
+        let _membership = membership;
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
@@ -109,7 +109,7 @@ async fn start_outbox_worker(
 
 /// The bounce mailbox, when `[bounces] imap_url` is set. One poller per
 /// database, like the outbox: two would fetch the same messages.
-fn start_imap_poller(
+async fn start_imap_poller(
     settings: &Settings,
     store: &Store,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -119,7 +119,7 @@ fn start_imap_poller(
     else {
         return Ok(None);
     };
-    let Some(lock) = QueueLock::try_acquire(&settings.database_path(), "imap")? else {
+    let Some(lock) = store.try_lock("imap").await? else {
         tracing::warn!(
             "another herald serve polls this database's bounce mailbox; this one will not"
         );

@@ -44,7 +44,7 @@ struct CampaignReports {
 pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&settings.database_path()).await?;
+        let store = Store::connect(&settings.database()?).await?;
         let mut tx = store.begin_read().await?;
         let campaign: Option<Campaign> = match issue {
             Some(issue) => {

@@ -39,7 +39,7 @@ pub fn run(settings: &Settings, command: &SubscribersCommand) -> anyhow::Result<
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&settings.database_path()).await?;
+        let store = Store::connect(&settings.database()?).await?;
         let result = dispatch(settings, &store, command).await;
         store.close().await;
         result

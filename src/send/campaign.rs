@@ -50,6 +50,7 @@ pub async fn start_or_resume(
     now: Millis,
 ) -> anyhow::Result<Started> {
     let mut tx = store.begin().await?;
+    campaigns::wait_for_campaign_starts(&mut tx).await?;
     if request.force_new {
         let retired = campaigns::retire_campaigns(&mut tx, request.issue_slug).await?;
         if retired > 0 {
@@ -88,7 +89,6 @@ pub async fn start_or_resume(
                 (campaign, Some(recipients))
             }
         };
-    deliveries::release_orphaned_claims(&mut tx, Queue::Campaign(campaign.id)).await?;
     if campaign.state == CampaignState::Finished {
         tx.commit().await?;
         return Ok(Started::AlreadyFinished(campaign));

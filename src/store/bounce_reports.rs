@@ -2,7 +2,7 @@
 //! matched. The enum columns are bound and read as the bounce stage's
 //! `as_str` spellings; the CHECK constraints keep them to those.
 
-use sqlx::Row;
+use super::{query, query_scalar};
 
 use super::{Millis, Tx};
 
@@ -20,10 +20,10 @@ pub struct NewReport<'a> {
 /// Stores a report unless one with the same dedupe key is stored already:
 /// `None` then (a duplicate), and nothing is written.
 pub async fn insert_report(tx: &mut Tx<'_>, new: &NewReport<'_>) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO bounce_reports
              (received_at, channel, provider, kind, dedupe_key, parsed, raw, matched, unmatched)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0)
          ON CONFLICT (dedupe_key) DO NOTHING
          RETURNING id",
     )
@@ -34,7 +34,7 @@ pub async fn insert_report(tx: &mut Tx<'_>, new: &NewReport<'_>) -> sqlx::Result
     .bind(new.dedupe_key)
     .bind(new.parsed)
     .bind(new.raw)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
@@ -43,9 +43,9 @@ pub async fn find_report_id_by_dedupe_key(
     tx: &mut Tx<'_>,
     dedupe_key: &str,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT id FROM bounce_reports WHERE dedupe_key = ?")
+    query_scalar("SELECT id FROM bounce_reports WHERE dedupe_key = $1")
         .bind(dedupe_key)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx)
         .await
 }
 
@@ -55,11 +55,11 @@ pub async fn set_report_counts(
     matched: usize,
     unmatched: usize,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE bounce_reports SET matched = ?, unmatched = ? WHERE id = ?")
+    query("UPDATE bounce_reports SET matched = $1, unmatched = $2 WHERE id = $3")
         .bind(i64::try_from(matched).unwrap_or(i64::MAX))
         .bind(i64::try_from(unmatched).unwrap_or(i64::MAX))
         .bind(report_id)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
@@ -82,10 +82,10 @@ pub async fn insert_report_recipient(
     tx: &mut Tx<'_>,
     new: &NewReportRecipient<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO bounce_recipients
              (report_id, kind, address, status, class, diagnostic, matched_by, delivery_id, subscriber_id, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(new.report_id)
     .bind(new.kind)
@@ -97,7 +97,7 @@ pub async fn insert_report_recipient(
     .bind(new.delivery_id)
     .bind(new.subscriber_id)
     .bind(new.at)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -110,13 +110,13 @@ pub async fn count_soft_bounced_deliveries(
     subscriber_id: i64,
     since: Millis,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    query_scalar(
         "SELECT COUNT(DISTINCT COALESCE(delivery_id, -report_id)) FROM bounce_recipients
-         WHERE subscriber_id = ? AND kind = 'bounce' AND class = 'soft' AND at >= ?",
+         WHERE subscriber_id = $1 AND kind = 'bounce' AND class = 'soft' AND at >= $2",
     )
     .bind(subscriber_id)
     .bind(since)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await
 }
 
@@ -124,13 +124,13 @@ pub async fn count_soft_bounced_deliveries(
 /// result and the matches stay. Walks only rows still holding one (a
 /// partial index), so it is cheap to run on every report.
 pub async fn purge_raw_messages(tx: &mut Tx<'_>, before: Millis) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE bounce_reports SET raw = NULL WHERE raw IS NOT NULL AND received_at < ?",
+    Ok(
+        query("UPDATE bounce_reports SET raw = NULL WHERE raw IS NOT NULL AND received_at < $1")
+            .bind(before)
+            .execute(tx)
+            .await?
+            .rows_affected(),
     )
-    .bind(before)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
 }
 
 /// One report as `herald bounces list` shows it.
@@ -151,7 +151,7 @@ pub struct ReportRow {
 
 /// The newest reports first, each with its recipients.
 pub async fn list_reports(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<ReportRow>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT r.id, r.received_at, r.channel, r.provider, r.kind, r.matched, r.unmatched,
                 r.raw IS NOT NULL AS raw_kept,
                 (SELECT json_group_array(json_object(
@@ -159,10 +159,10 @@ pub async fn list_reports(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<Repor
                      'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
                      'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id))
                  FROM bounce_recipients b WHERE b.report_id = r.id) AS recipients_json
-         FROM bounce_reports r ORDER BY r.id DESC LIMIT ?",
+         FROM bounce_reports r ORDER BY r.id DESC LIMIT $1",
     )
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(tx)
     .await?;
     // By name, so a column that does not decode is named in the error.
     rows.iter()

@@ -1,8 +1,8 @@
 //! Campaigns: one send of one issue, and the snapshot of its recipients.
 
-use sqlx::Row;
+use super::{query, Row};
 
-use super::{try_get_parsed, Millis, Tx};
+use super::{try_get_parsed, Backend, Millis, Tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignState {
@@ -64,7 +64,7 @@ const CAMPAIGN_COLUMNS: &str =
     "id, issue_slug, issue_number, issue_hash, subject, html, text, state, \
                                 pause_reason, created_at, finished_at";
 
-fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Campaign> {
+fn campaign_from_row(row: &Row) -> sqlx::Result<Campaign> {
     Ok(Campaign {
         id: row.try_get("id")?,
         issue_slug: row.try_get("issue_slug")?,
@@ -81,21 +81,31 @@ fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Campaign> {
 }
 
 /// The live (not retired) campaign of an issue, if it was ever sent.
+/// Makes concurrent starts of campaigns take turns until the transaction
+/// ends, so that senders started together on one issue find one campaign
+/// and join it, instead of each creating its own. SQLite's BEGIN IMMEDIATE
+/// already lets one writer in at a time.
+pub async fn wait_for_campaign_starts(tx: &mut Tx<'_>) -> sqlx::Result<()> {
+    if tx.backend() == Backend::Postgres {
+        query("SELECT pg_advisory_xact_lock(hashtext('herald:campaign-start'))")
+            .fetch_one(tx)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn find_current_campaign(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<Option<Campaign>> {
     let sql = format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE issue_slug = ? AND retired = 0 ORDER BY id DESC LIMIT 1"
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE issue_slug = $1 AND retired = 0 ORDER BY id DESC LIMIT 1"
     );
-    let row = sqlx::query(&sql)
-        .bind(slug)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = query(&sql).bind(slug).fetch_optional(tx).await?;
     row.as_ref().map(campaign_from_row).transpose()
 }
 
 /// The most recent campaign of any issue, for `herald status`.
 pub async fn find_latest_campaign(tx: &mut Tx<'_>) -> sqlx::Result<Option<Campaign>> {
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT 1");
-    let row = sqlx::query(&sql).fetch_optional(&mut **tx).await?;
+    let row = query(&sql).fetch_optional(tx).await?;
     row.as_ref().map(campaign_from_row).transpose()
 }
 
@@ -104,9 +114,9 @@ pub async fn insert_campaign(
     new: &NewCampaign<'_>,
     now: Millis,
 ) -> sqlx::Result<i64> {
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state, created_at, message_nonce)
-         VALUES (?, ?, ?, ?, ?, ?, 'sending', ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7, $8)
          RETURNING id",
     )
     .bind(new.issue_slug)
@@ -117,7 +127,7 @@ pub async fn insert_campaign(
     .bind(new.text)
     .bind(now)
     .bind(new.message_nonce)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     row.try_get(0)
 }
@@ -125,9 +135,9 @@ pub async fn insert_campaign(
 /// Retires the live campaign of an issue, so `--force-new` starts afresh.
 pub async fn retire_campaigns(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<u64> {
     Ok(
-        sqlx::query("UPDATE campaigns SET retired = 1 WHERE issue_slug = ? AND retired = 0")
+        query("UPDATE campaigns SET retired = 1 WHERE issue_slug = $1 AND retired = 0")
             .bind(slug)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?
             .rows_affected(),
     )
@@ -146,18 +156,18 @@ pub async fn snapshot_recipients(
     message_id_domain: &str,
     now: Millis,
 ) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+    Ok(query(
         "INSERT INTO deliveries
              (campaign_id, subscriber_id, kind, recipient, state, next_attempt_at, message_id, created_at)
-         SELECT ?1, id, 'issue', email, 'queued', ?2,
-                '<herald.' || ?4 || '.' || id || '@' || ?3 || '>', ?2
+         SELECT $1, id, 'issue', email, 'queued', $2,
+                '<herald.' || $4 || '.' || id || '@' || $3 || '>', $2
          FROM subscribers WHERE state = 'active' ORDER BY id",
     )
     .bind(campaign_id)
     .bind(now)
     .bind(message_id_domain)
     .bind(campaign_nonce)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected())
 }
@@ -169,17 +179,17 @@ pub async fn set_campaign_state(
     reason: Option<&str>,
     now: Millis,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE campaigns SET state = ?, pause_reason = ?,
-             finished_at = CASE WHEN ? = 'finished' THEN ? ELSE NULL END
-         WHERE id = ?",
+    query(
+        "UPDATE campaigns SET state = $1, pause_reason = $2,
+             finished_at = CASE WHEN $3 = 'finished' THEN $4 ELSE NULL END
+         WHERE id = $5",
     )
     .bind(state.as_str())
     .bind(reason)
     .bind(state.as_str())
     .bind(now)
     .bind(campaign_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }

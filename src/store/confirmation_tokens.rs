@@ -1,6 +1,6 @@
 //! Confirmation tokens of the double opt-in, kept only as SHA-256 hashes.
 
-use sqlx::Row;
+use super::query;
 
 use super::subscribers::SubscriberState;
 use super::{try_get_parsed, Millis, Tx};
@@ -12,15 +12,15 @@ pub async fn insert_confirmation_token(
     now: Millis,
     expires_at: Millis,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-         VALUES (?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(token_hash)
     .bind(subscriber_id)
     .bind(now)
     .bind(expires_at)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -33,14 +33,14 @@ pub async fn use_confirmation_token(
     token_hash: &[u8],
     now: Millis,
 ) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(
-        "UPDATE confirmation_tokens SET used_at = ?1
-         WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1
+    let row = query(
+        "UPDATE confirmation_tokens SET used_at = $1
+         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
          RETURNING subscriber_id",
     )
     .bind(now)
     .bind(token_hash)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
@@ -52,12 +52,12 @@ pub async fn use_all_confirmation_tokens(
     subscriber_id: i64,
     now: Millis,
 ) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE confirmation_tokens SET used_at = ? WHERE subscriber_id = ? AND used_at IS NULL",
+    Ok(query(
+        "UPDATE confirmation_tokens SET used_at = $1 WHERE subscriber_id = $2 AND used_at IS NULL",
     )
     .bind(now)
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected())
 }
@@ -75,13 +75,13 @@ pub async fn find_confirmation_token(
     tx: &mut Tx<'_>,
     token_hash: &[u8],
 ) -> sqlx::Result<Option<TokenStatus>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT t.subscriber_id, s.state, t.expires_at, t.used_at
          FROM confirmation_tokens t JOIN subscribers s ON s.id = t.subscriber_id
-         WHERE t.token_hash = ?",
+         WHERE t.token_hash = $1",
     )
     .bind(token_hash)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| {
         Ok(TokenStatus {

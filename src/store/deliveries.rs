@@ -1,9 +1,9 @@
 //! The durable per-recipient queue: claiming due rows under a lease and
 //! recording what the SMTP server said.
 
-use sqlx::Row;
+use super::{query, Row};
 
-use super::{Millis, Tx};
+use super::{json_rows, Backend, JsonArray, Millis, Tx};
 use crate::domain::Reply;
 
 /// Which rows a worker serves: one campaign's issue mail, or the
@@ -19,8 +19,8 @@ impl Queue {
     /// (a NULL for transactional mail keeps the bind count the same).
     fn condition(self) -> (&'static str, Option<i64>) {
         match self {
-            Queue::Campaign(id) => ("campaign_id = ?", Some(id)),
-            Queue::Transactional => ("campaign_id IS NULL AND ? IS NULL", None),
+            Queue::Campaign(id) => ("campaign_id = $1", Some(id)),
+            Queue::Transactional => ("campaign_id IS NULL AND $1 IS NULL", None),
         }
     }
 }
@@ -60,33 +60,41 @@ pub async fn claim_due_deliveries(
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
     let filter = match queue {
         Queue::Campaign(_) => {
-            "d.campaign_id = ?4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
+            "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
         }
-        Queue::Transactional => "d.campaign_id IS NULL AND ?4 IS NULL",
+        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+    };
+    // On PostgreSQL several workers claim at once: SKIP LOCKED lets each
+    // take rows the others are not taking, instead of queueing behind
+    // their locks and then finding the rows gone. SQLite has one writer at
+    // a time and no row locks.
+    let lock = match tx.backend() {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
     };
     let sql = format!(
         "UPDATE deliveries
-         SET state = 'sending', lease_until = ?2, claimed_by = ?5, attempts = attempts + 1,
-             first_attempt_at = COALESCE(first_attempt_at, ?1)
+         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
+             first_attempt_at = COALESCE(first_attempt_at, $1)
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE {filter}
-               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?1)
-                    OR (d.state = 'sending' AND d.lease_until < ?1))
-             LIMIT ?3)
+               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= $1)
+                    OR (d.state = 'sending' AND d.lease_until < $1))
+             LIMIT $3 {lock})
          RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
     );
     let campaign = match queue {
         Queue::Campaign(id) => Some(id),
         Queue::Transactional => None,
     };
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(now)
         .bind(lease_until)
         .bind(limit)
         .bind(campaign)
         .bind(claimer)
-        .fetch_all(&mut **tx)
+        .fetch_all(tx)
         .await?;
     // A row that does not decode (a corrupt database) fails the whole claim
     // with an error naming the column; the caller's transaction is then
@@ -127,10 +135,7 @@ pub async fn unsubscribe_tokens_for(
     let sql = format!("SELECT id, unsubscribe_token FROM subscribers WHERE id IN ({list})");
     // Not cached as a prepared statement: every batch has its own id list,
     // and a cache of them would grow with the list.
-    let rows = sqlx::query(&sql)
-        .persistent(false)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = query(&sql).persistent(false).fetch_all(tx).await?;
     let tokens = rows
         .iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("unsubscribe_token")?)))
@@ -151,26 +156,35 @@ pub async fn mark_sent_batch(
     now: Millis,
     claimer: &str,
 ) -> sqlx::Result<()> {
-    // SQLite allows 32766 bound parameters; 4 a row.
+    // SQLite allows 32766 bound parameters, PostgreSQL 65535; 4 a row.
     for chunk in sent.chunks(1000) {
-        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = (0..chunk.len())
+            .map(|i| {
+                let first = 3 + 4 * i;
+                format!("(${first}, ${}, ${}, ${})", first + 1, first + 2, first + 3)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?, lease_until = NULL, claimed_by = NULL,
+            "UPDATE deliveries SET state = 'sent', sent_at = $1, lease_until = NULL, claimed_by = NULL,
                  last_code = v.column2, last_enhanced_code = v.column3, last_reply = v.column4
              FROM (VALUES {values}) AS v
              WHERE deliveries.id = v.column1 AND deliveries.state = 'sending'
-               AND deliveries.claimed_by = ?"
+               AND deliveries.claimed_by = $2"
         );
         // Only full chunks repeat, so only they are worth a cached statement.
-        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1000).bind(now);
+        let mut statement = query(&sql)
+            .persistent(chunk.len() == 1000)
+            .bind(now)
+            .bind(claimer);
         for (id, reply) in chunk {
-            query = query
+            statement = statement
                 .bind(*id)
                 .bind(reply.code)
                 .bind(reply.enhanced_code.as_deref())
                 .bind(reply.text.as_str());
         }
-        query.bind(claimer).execute(&mut **tx).await?;
+        statement.execute(tx).await?;
     }
     Ok(())
 }
@@ -182,10 +196,10 @@ pub async fn mark_deferred(
     next_attempt_at: Millis,
     claimer: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET state = 'deferred', next_attempt_at = ?, lease_until = NULL,
-             claimed_by = NULL, last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+    query(
+        "UPDATE deliveries SET state = 'deferred', next_attempt_at = $1, lease_until = NULL,
+             claimed_by = NULL, last_code = $2, last_enhanced_code = $3, last_reply = $4
+         WHERE id = $5 AND state = 'sending' AND claimed_by = $6",
     )
     .bind(next_attempt_at)
     .bind(reply.code)
@@ -193,7 +207,7 @@ pub async fn mark_deferred(
     .bind(&reply.text)
     .bind(id)
     .bind(claimer)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -204,17 +218,17 @@ pub async fn mark_failed(
     reply: &Reply,
     claimer: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    query(
         "UPDATE deliveries SET state = 'failed', lease_until = NULL, claimed_by = NULL,
-             last_code = ?, last_enhanced_code = ?, last_reply = ?
-         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+             last_code = $1, last_enhanced_code = $2, last_reply = $3
+         WHERE id = $4 AND state = 'sending' AND claimed_by = $5",
     )
     .bind(reply.code)
     .bind(reply.enhanced_code.as_deref())
     .bind(&reply.text)
     .bind(id)
     .bind(claimer)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -222,15 +236,15 @@ pub async fn mark_failed(
 /// Gives a claimed row back untouched (the run is stopping before sending
 /// it): the attempt it was charged is refunded.
 pub async fn release_claim(tx: &mut Tx<'_>, id: i64, claimer: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    query(
         "UPDATE deliveries
          SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,
              attempts = attempts - 1, lease_until = NULL, claimed_by = NULL
-         WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+         WHERE id = $1 AND state = 'sending' AND claimed_by = $2",
     )
     .bind(id)
     .bind(claimer)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -244,14 +258,14 @@ pub async fn renew_leases(
     claimer: &str,
     lease_until: Millis,
 ) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND claimed_by = ?",
+    Ok(
+        query("UPDATE deliveries SET lease_until = $1 WHERE state = 'sending' AND claimed_by = $2")
+            .bind(lease_until)
+            .bind(claimer)
+            .execute(tx)
+            .await?
+            .rows_affected(),
     )
-    .bind(lease_until)
-    .bind(claimer)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
 }
 
 /// Rows left 'sending' by a process that died. Only safe to call while
@@ -263,23 +277,23 @@ pub async fn release_orphaned_claims(tx: &mut Tx<'_>, queue: Queue) -> sqlx::Res
              lease_until = NULL, claimed_by = NULL
          WHERE state = 'sending' AND {filter}"
     );
-    Ok(sqlx::query(&sql)
+    Ok(query(&sql)
         .bind(campaign)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?
         .rows_affected())
 }
 
 /// Issue mail whose subscriber left the list before it went out.
 pub async fn skip_departed_recipients(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+    Ok(query(
         "UPDATE deliveries SET state = 'skipped', lease_until = NULL
-         WHERE campaign_id = ? AND state IN ('queued', 'deferred')
+         WHERE campaign_id = $1 AND state IN ('queued', 'deferred')
            AND NOT EXISTS (SELECT 1 FROM subscribers s
                            WHERE s.id = deliveries.subscriber_id AND s.state = 'active')",
     )
     .bind(campaign_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected())
 }
@@ -297,10 +311,10 @@ pub async fn enqueue_transactional(
     payload: Option<&[u8]>,
     now: Millis,
 ) -> sqlx::Result<i64> {
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO deliveries
              (campaign_id, subscriber_id, kind, recipient, payload, state, next_attempt_at, message_id, created_at)
-         VALUES (NULL, ?, ?, ?, ?, 'queued', ?, ?, ?)
+         VALUES (NULL, $1, $2, $3, $4, 'queued', $5, $6, $7)
          RETURNING id",
     )
     .bind(subscriber_id)
@@ -310,7 +324,7 @@ pub async fn enqueue_transactional(
     .bind(now)
     .bind(message_id)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     row.try_get(0)
 }
@@ -328,18 +342,20 @@ pub async fn enqueue_transactional_many(
         return Ok(0);
     }
     let json = serde_json::to_string(rows).expect("ids and strings serialise");
-    Ok(sqlx::query(
+    let sql = format!(
         "INSERT INTO deliveries
-             (campaign_id, subscriber_id, kind, recipient, payload, state, next_attempt_at, message_id, created_at)
-         SELECT NULL, value ->> 0, ?1, value ->> 1, NULL, 'queued', ?2, value ->> 2, ?2
-         FROM json_each(?3)",
-    )
-    .bind(kind)
-    .bind(now)
-    .bind(json)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+             (subscriber_id, kind, recipient, state, next_attempt_at, message_id, created_at)
+         SELECT CAST(value ->> 0 AS BIGINT), $1, value ->> 1, 'queued', $2, value ->> 2, $2
+         FROM {}",
+        json_rows(tx.backend(), 3, JsonArray::Arrays)
+    );
+    Ok(query(&sql)
+        .bind(kind)
+        .bind(now)
+        .bind(json)
+        .execute(tx)
+        .await?
+        .rows_affected())
 }
 
 /// Transactional mail of one kind queued for a subscriber since `since`:
@@ -350,14 +366,14 @@ pub async fn count_transactional_since(
     kind: &str,
     since: Millis,
 ) -> sqlx::Result<i64> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT COUNT(*) FROM deliveries
-         WHERE campaign_id IS NULL AND subscriber_id = ? AND kind = ? AND created_at > ?",
+         WHERE campaign_id IS NULL AND subscriber_id = $1 AND kind = $2 AND created_at > $3",
     )
     .bind(subscriber_id)
     .bind(kind)
     .bind(since)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     row.try_get(0)
 }
@@ -450,10 +466,7 @@ pub async fn count_deliveries_by_state(
 ) -> sqlx::Result<DeliveryCounts> {
     let (filter, campaign) = queue.condition();
     let sql = format!("SELECT state, COUNT(*) AS n FROM deliveries WHERE {filter} GROUP BY state");
-    let rows = sqlx::query(&sql)
-        .bind(campaign)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = query(&sql).bind(campaign).fetch_all(tx).await?;
     let mut counts = DeliveryCounts::default();
     for row in &rows {
         let state = super::try_get_parsed(row, "state", DeliveryState::parse)?;
@@ -464,11 +477,11 @@ pub async fn count_deliveries_by_state(
 
 /// When the next deferred row of a queue comes due, if any.
 pub async fn next_due_time(tx: &mut Tx<'_>, campaign_id: i64) -> sqlx::Result<Option<Millis>> {
-    let row = sqlx::query(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE campaign_id = ? AND state IN ('queued', 'deferred')",
+    let row = query(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE campaign_id = $1 AND state IN ('queued', 'deferred')",
     )
     .bind(campaign_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     row.try_get(0)
 }
@@ -478,11 +491,11 @@ pub async fn sent_time_span(
     tx: &mut Tx<'_>,
     campaign_id: i64,
 ) -> sqlx::Result<(Option<Millis>, Option<Millis>, i64)> {
-    let row = sqlx::query(
-        "SELECT MIN(sent_at), MAX(sent_at), COUNT(*) FROM deliveries WHERE campaign_id = ? AND state = 'sent'",
+    let row = query(
+        "SELECT MIN(sent_at), MAX(sent_at), COUNT(*) FROM deliveries WHERE campaign_id = $1 AND state = 'sent'",
     )
     .bind(campaign_id)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
@@ -513,26 +526,26 @@ pub async fn error_groups(
     campaign_id: i64,
     limit: usize,
 ) -> sqlx::Result<Vec<ErrorGroup>> {
-    use futures_util::TryStreamExt;
     type Key = (String, Option<i64>, Option<String>, Option<String>);
     let mut counts: std::collections::HashMap<Key, i64> = std::collections::HashMap::new();
-    let mut rows = sqlx::query(
+    query(
         "SELECT state, last_code, last_enhanced_code, last_reply, COUNT(*) AS n
-         FROM deliveries WHERE campaign_id = ? AND state IN ('deferred', 'failed')
+         FROM deliveries WHERE campaign_id = $1 AND state IN ('deferred', 'failed')
          GROUP BY state, last_code, last_enhanced_code, last_reply",
     )
     .bind(campaign_id)
-    .fetch(&mut **tx);
-    while let Some(r) = rows.try_next().await? {
-        let reply: Option<&str> = r.try_get("last_reply")?;
+    .for_each(tx, |r| {
+        let reply: Option<String> = r.try_get("last_reply")?;
         let key = (
             r.try_get("state")?,
             r.try_get("last_code")?,
             r.try_get("last_enhanced_code")?,
-            reply.map(normalise_reply),
+            reply.as_deref().map(normalise_reply),
         );
-        *counts.entry(key).or_default() += r.try_get::<i64, _>("n")?;
-    }
+        *counts.entry(key).or_default() += r.try_get::<i64>("n")?;
+        Ok(())
+    })
+    .await?;
     let mut groups: Vec<ErrorGroup> = counts
         .into_iter()
         .map(|((state, code, enhanced_code, reply), count)| ErrorGroup {
@@ -691,7 +704,7 @@ pub async fn scrub_deliveries_of(
     subscriber_id: i64,
     placeholder: &str,
 ) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+    Ok(query(
         "UPDATE deliveries
          SET recipient = ?, payload = NULL,
              state = CASE WHEN state IN ('queued', 'deferred', 'sending') THEN 'skipped' ELSE state END,
@@ -700,7 +713,7 @@ pub async fn scrub_deliveries_of(
     )
     .bind(placeholder)
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected())
 }
@@ -714,7 +727,7 @@ pub struct ReportedDelivery {
     pub recipient: String,
 }
 
-fn reported_delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<ReportedDelivery> {
+fn reported_delivery_from_row(row: &Row) -> sqlx::Result<ReportedDelivery> {
     Ok(ReportedDelivery {
         id: row.try_get("id")?,
         campaign_id: row.try_get("campaign_id")?,
@@ -728,12 +741,11 @@ pub async fn find_delivery_by_id(
     tx: &mut Tx<'_>,
     id: i64,
 ) -> sqlx::Result<Option<ReportedDelivery>> {
-    let row = sqlx::query(
-        "SELECT id, campaign_id, subscriber_id, recipient FROM deliveries WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row =
+        query("SELECT id, campaign_id, subscriber_id, recipient FROM deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(tx)
+            .await?;
     row.as_ref().map(reported_delivery_from_row).transpose()
 }
 
@@ -747,7 +759,7 @@ pub async fn find_campaign_delivery_by_message_id(
     subscriber_id: i64,
     message_id: &str,
 ) -> sqlx::Result<Option<ReportedDelivery>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT d.id, d.campaign_id, d.subscriber_id, d.recipient
          FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id AND d.subscriber_id = ?2
          WHERE c.message_nonce = ?1 AND d.message_id = ?3",
@@ -755,7 +767,7 @@ pub async fn find_campaign_delivery_by_message_id(
     .bind(campaign_nonce)
     .bind(subscriber_id)
     .bind(message_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.as_ref().map(reported_delivery_from_row).transpose()
 }
@@ -766,12 +778,12 @@ pub async fn find_transactional_delivery_by_message_id(
     tx: &mut Tx<'_>,
     message_id: &str,
 ) -> sqlx::Result<Option<ReportedDelivery>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT id, campaign_id, subscriber_id, recipient FROM deliveries
          WHERE campaign_id IS NULL AND message_id = ?",
     )
     .bind(message_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.as_ref().map(reported_delivery_from_row).transpose()
 }
@@ -806,17 +818,17 @@ pub async fn record_delivery_report(
         "UPDATE deliveries SET report_kind = ?2, report_class = ?3, report_status = ?4,
              report_diagnostic = ?5, reported_at = ?6
          WHERE id = ?1 AND {} >= {}",
-        report_severity("?2", "?3"),
+        report_severity("$2", "$3"),
         report_severity("report_kind", "report_class"),
     );
-    Ok(sqlx::query(&sql)
+    Ok(query(&sql)
         .bind(delivery_id)
         .bind(report.kind)
         .bind(report.class)
         .bind(report.status)
         .bind(report.diagnostic)
         .bind(report.at)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?
         .rows_affected()
         > 0)
@@ -841,7 +853,7 @@ pub async fn campaign_report_counts(
     tx: &mut Tx<'_>,
     limit: i64,
 ) -> sqlx::Result<Vec<CampaignReportCounts>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT c.id, c.issue_slug,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent')
                  AS sent,
@@ -854,7 +866,7 @@ pub async fn campaign_report_counts(
          FROM campaigns c ORDER BY c.id DESC LIMIT ?",
     )
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(tx)
     .await?;
     rows.iter()
         .map(|r| {

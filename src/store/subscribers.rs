@@ -1,10 +1,9 @@
 //! Subscribers and their state.
 
+use super::{query, Row};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
-use super::{try_get_parsed, Millis, Tx};
+use super::{json_rows, try_get_parsed, JsonArray, Millis, Tx};
 use crate::domain::SubscriberEmail;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,7 +84,7 @@ pub struct Subscriber {
 const SUBSCRIBER_COLUMNS: &str = "id, email, name, state, source, unsubscribe_token, consent_at, \
      consent_ip, consent_user_agent, created_at, state_changed_at";
 
-fn subscriber_from_row(row: &SqliteRow) -> sqlx::Result<Subscriber> {
+fn subscriber_from_row(row: &Row) -> sqlx::Result<Subscriber> {
     Ok(Subscriber {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
@@ -125,11 +124,11 @@ pub async fn insert_subscriber(
     new: &NewSubscriber<'_>,
     now: Millis,
 ) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(
+    let row = query(
         "INSERT INTO subscribers
              (email, name, state, source, unsubscribe_token, consent_at, consent_ip,
               consent_user_agent, created_at, state_changed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (email) DO NOTHING
          RETURNING id",
     )
@@ -143,7 +142,7 @@ pub async fn insert_subscriber(
     .bind(new.consent.and_then(|c| c.user_agent.as_deref()))
     .bind(now)
     .bind(now)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
@@ -156,14 +155,14 @@ pub async fn record_event(
     reason: &str,
     now: Millis,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO subscriber_events (subscriber_id, state, reason, at) VALUES (?, ?, ?, ?)",
+    query(
+        "INSERT INTO subscriber_events (subscriber_id, state, reason, at) VALUES ($1, $2, $3, $4)",
     )
     .bind(subscriber_id)
     .bind(state.as_str())
     .bind(reason)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -171,13 +170,13 @@ pub async fn record_event(
 /// Marks a subscriber bounced after a permanent "no such mailbox" reply, so
 /// no later issue goes there. Returns whether a row changed.
 pub async fn mark_bounced(tx: &mut Tx<'_>, subscriber_id: i64, now: Millis) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE subscribers SET state = 'bounced', state_changed_at = ?
-         WHERE id = ? AND state IN ('active', 'pending')",
+    let changed = query(
+        "UPDATE subscribers SET state = 'bounced', state_changed_at = $1
+         WHERE id = $2 AND state IN ('active', 'pending')",
     )
     .bind(now)
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -191,13 +190,13 @@ pub async fn mark_complained(
     subscriber_id: i64,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE subscribers SET state = 'complained', state_changed_at = ?
-         WHERE id = ? AND state <> 'complained'",
+    let changed = query(
+        "UPDATE subscribers SET state = 'complained', state_changed_at = $1
+         WHERE id = $2 AND state <> 'complained'",
     )
     .bind(now)
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -205,10 +204,9 @@ pub async fn mark_complained(
 
 /// Subscribers in each state.
 pub async fn count_by_state(tx: &mut Tx<'_>) -> sqlx::Result<Vec<(String, i64)>> {
-    let rows =
-        sqlx::query("SELECT state, COUNT(*) AS n FROM subscribers GROUP BY state ORDER BY state")
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows = query("SELECT state, COUNT(*) AS n FROM subscribers GROUP BY state ORDER BY state")
+        .fetch_all(tx)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
         .collect()
@@ -235,19 +233,21 @@ pub async fn insert_subscribers(
         .map(|(email, name, token)| (email.as_str(), *name, *token))
         .collect();
     let json = serde_json::to_string(&json).expect("strings serialise");
-    let rows = sqlx::query(
+    let sql = format!(
         "INSERT INTO subscribers (email, name, state, source, unsubscribe_token, created_at, state_changed_at)
-         SELECT value ->> 0, value ->> 1, ?1, ?2, value ->> 2, ?3, ?3
-         FROM json_each(?4) WHERE true
+         SELECT value ->> 0, value ->> 1, $1, $2, value ->> 2, $3, $3
+         FROM {} WHERE true
          ON CONFLICT (email) DO NOTHING
          RETURNING id, email",
-    )
-    .bind(state.as_str())
-    .bind(source.as_str())
-    .bind(now)
-    .bind(json)
-    .fetch_all(&mut **tx)
-    .await?;
+        json_rows(tx.backend(), 4, JsonArray::Arrays)
+    );
+    let rows = query(&sql)
+        .bind(state.as_str())
+        .bind(source.as_str())
+        .bind(now)
+        .bind(json)
+        .fetch_all(tx)
+        .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
         .collect()
@@ -265,16 +265,18 @@ pub async fn record_events(
         return Ok(());
     }
     let ids = serde_json::to_string(subscriber_ids).expect("integers serialise");
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO subscriber_events (subscriber_id, state, reason, at)
-         SELECT value, ?1, ?2, ?3 FROM json_each(?4)",
-    )
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(now)
-    .bind(ids)
-    .execute(&mut **tx)
-    .await?;
+         SELECT CAST(value AS BIGINT), $1, $2, $3 FROM {}",
+        json_rows(tx.backend(), 4, JsonArray::Scalars)
+    );
+    query(&sql)
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(ids)
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
@@ -282,17 +284,14 @@ pub async fn find_subscriber_by_email(
     tx: &mut Tx<'_>,
     email: &SubscriberEmail,
 ) -> sqlx::Result<Option<Subscriber>> {
-    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email = ?");
-    let row = sqlx::query(&sql)
-        .bind(email.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email = $1");
+    let row = query(&sql).bind(email.as_str()).fetch_optional(tx).await?;
     row.as_ref().map(subscriber_from_row).transpose()
 }
 
 pub async fn find_subscriber_by_id(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<Option<Subscriber>> {
-    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = $1");
+    let row = query(&sql).bind(id).fetch_optional(tx).await?;
     row.as_ref().map(subscriber_from_row).transpose()
 }
 
@@ -300,11 +299,8 @@ pub async fn find_subscriber_by_unsubscribe_token(
     tx: &mut Tx<'_>,
     token: &str,
 ) -> sqlx::Result<Option<Subscriber>> {
-    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE unsubscribe_token = ?");
-    let row = sqlx::query(&sql)
-        .bind(token)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let sql = format!("SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE unsubscribe_token = $1");
+    let row = query(&sql).bind(token).fetch_optional(tx).await?;
     row.as_ref().map(subscriber_from_row).transpose()
 }
 
@@ -314,11 +310,11 @@ pub async fn list_subscribers(
     state: Option<SubscriberState>,
 ) -> sqlx::Result<Vec<Subscriber>> {
     let sql = format!(
-        "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE ?1 IS NULL OR state = ?1 ORDER BY id"
+        "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE $1 IS NULL OR state = $1 ORDER BY id"
     );
-    let rows = sqlx::query(&sql)
+    let rows = query(&sql)
         .bind(state.map(SubscriberState::as_str))
-        .fetch_all(&mut **tx)
+        .fetch_all(tx)
         .await?;
     rows.iter().map(subscriber_from_row).collect()
 }
@@ -330,13 +326,13 @@ pub async fn activate_pending_subscriber(
     subscriber_id: i64,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE subscribers SET state = 'active', state_changed_at = ?
-         WHERE id = ? AND state = 'pending'",
+    let changed = query(
+        "UPDATE subscribers SET state = 'active', state_changed_at = $1
+         WHERE id = $2 AND state = 'pending'",
     )
     .bind(now)
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -351,18 +347,18 @@ pub async fn resubscribe(
     consent: Option<&Consent>,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
+    let changed = query(
         "UPDATE subscribers
-         SET state = 'pending', state_changed_at = ?1, consent_at = ?2, consent_ip = ?3,
-             consent_user_agent = ?4
-         WHERE id = ?5 AND state IN ('unsubscribed', 'bounced')",
+         SET state = 'pending', state_changed_at = $1, consent_at = $2, consent_ip = $3,
+             consent_user_agent = $4
+         WHERE id = $5 AND state IN ('unsubscribed', 'bounced')",
     )
     .bind(now)
     .bind(consent.map(|_| now))
     .bind(consent.and_then(|c| c.ip.as_deref()))
     .bind(consent.and_then(|c| c.user_agent.as_deref()))
     .bind(subscriber_id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -375,14 +371,14 @@ pub async fn unsubscribe_by_token(
     token: &str,
     now: Millis,
 ) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(
-        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = ?
-         WHERE unsubscribe_token = ? AND state IN ('pending', 'active')
+    let row = query(
+        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = $1
+         WHERE unsubscribe_token = $2 AND state IN ('pending', 'active')
          RETURNING id",
     )
     .bind(now)
     .bind(token)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
@@ -393,14 +389,14 @@ pub async fn unsubscribe_by_email(
     email: &SubscriberEmail,
     now: Millis,
 ) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(
-        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = ?
-         WHERE email = ? AND state IN ('pending', 'active')
+    let row = query(
+        "UPDATE subscribers SET state = 'unsubscribed', state_changed_at = $1
+         WHERE email = $2 AND state IN ('pending', 'active')
          RETURNING id",
     )
     .bind(now)
     .bind(email.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     row.map(|r| r.try_get(0)).transpose()
 }
@@ -408,9 +404,9 @@ pub async fn unsubscribe_by_email(
 /// Deletes a subscriber; their events and confirmation tokens go with them
 /// (ON DELETE CASCADE), their deliveries lose the link (SET NULL).
 pub async fn delete_subscriber(tx: &mut Tx<'_>, subscriber_id: i64) -> sqlx::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM subscribers WHERE id = ?")
+    let deleted = query("DELETE FROM subscribers WHERE id = $1")
         .bind(subscriber_id)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?
         .rows_affected();
     Ok(deleted > 0)
@@ -429,11 +425,11 @@ pub async fn list_events(
     tx: &mut Tx<'_>,
     subscriber_id: i64,
 ) -> sqlx::Result<Vec<SubscriberEvent>> {
-    let rows = sqlx::query(
-        "SELECT state, reason, at FROM subscriber_events WHERE subscriber_id = ? ORDER BY at, id",
+    let rows = query(
+        "SELECT state, reason, at FROM subscriber_events WHERE subscriber_id = $1 ORDER BY at, id",
     )
     .bind(subscriber_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(tx)
     .await?;
     rows.iter()
         .map(|r| {

@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use sqlx::Row;
+use super::query;
 
-use super::{Millis, Tx};
+use super::{json_rows, JsonArray, Millis, Tx};
 
 pub async fn is_suppressed(tx: &mut Tx<'_>, email_hash: &str) -> sqlx::Result<bool> {
-    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = ?)")
+    let row = query("SELECT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = $1)")
         .bind(email_hash)
-        .fetch_one(&mut **tx)
+        .fetch_one(tx)
         .await?;
     row.try_get(0)
 }
@@ -24,12 +24,11 @@ pub async fn suppressed_among(
         return Ok(HashSet::new());
     }
     let json = serde_json::to_string(email_hashes).expect("strings serialise");
-    let rows = sqlx::query(
-        "SELECT email_hash FROM suppressions WHERE email_hash IN (SELECT value FROM json_each(?))",
-    )
-    .bind(json)
-    .fetch_all(&mut **tx)
-    .await?;
+    let sql = format!(
+        "SELECT email_hash FROM suppressions WHERE email_hash IN (SELECT value FROM {})",
+        json_rows(tx.backend(), 1, JsonArray::Scalars)
+    );
+    let rows = query(&sql).bind(json).fetch_all(tx).await?;
     rows.iter().map(|r| r.try_get(0)).collect()
 }
 
@@ -40,14 +39,14 @@ pub async fn insert_suppression(
     reason: &str,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO suppressions (email_hash, reason, at) VALUES (?, ?, ?)
+    let inserted = query(
+        "INSERT INTO suppressions (email_hash, reason, at) VALUES ($1, $2, $3)
          ON CONFLICT (email_hash) DO NOTHING",
     )
     .bind(email_hash)
     .bind(reason)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(inserted > 0)

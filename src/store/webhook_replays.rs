@@ -4,18 +4,18 @@
 //! Keys are opaque (the caller hashes what makes a request unique); a row
 //! whose `expires_at` has passed counts as absent even before it is deleted.
 
-use sqlx::Row;
+use super::query;
 
 use super::{Millis, Tx};
 
 /// Whether `replay_key` was accepted before and is still remembered.
 pub async fn is_remembered(tx: &mut Tx<'_>, replay_key: &str, now: Millis) -> sqlx::Result<bool> {
-    let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM webhook_replays WHERE replay_key = ? AND expires_at > ?)",
+    let row = query(
+        "SELECT EXISTS (SELECT 1 FROM webhook_replays WHERE replay_key = $1 AND expires_at > $2)",
     )
     .bind(replay_key)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     row.try_get(0)
 }
@@ -29,15 +29,15 @@ pub async fn remember(
     expires_at: Millis,
     now: Millis,
 ) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
-        "INSERT INTO webhook_replays (replay_key, expires_at) VALUES (?, ?)
+    let changed = query(
+        "INSERT INTO webhook_replays (replay_key, expires_at) VALUES ($1, $2)
          ON CONFLICT (replay_key) DO UPDATE SET expires_at = excluded.expires_at
-         WHERE webhook_replays.expires_at <= ?",
+         WHERE webhook_replays.expires_at <= $3",
     )
     .bind(replay_key)
     .bind(expires_at)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?
     .rows_affected();
     Ok(changed > 0)
@@ -45,9 +45,9 @@ pub async fn remember(
 
 /// Deletes what has aged out; returns how many rows went.
 pub async fn forget_expired(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<u64> {
-    let deleted = sqlx::query("DELETE FROM webhook_replays WHERE expires_at <= ?")
+    let deleted = query("DELETE FROM webhook_replays WHERE expires_at <= $1")
         .bind(now)
-        .execute(&mut **tx)
+        .execute(tx)
         .await?
         .rows_affected();
     Ok(deleted)

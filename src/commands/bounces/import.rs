@@ -19,7 +19,7 @@ pub fn run(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let summary = runtime.block_on(async {
-        let store = Store::open(&settings.database_path()).await?;
+        let store = Store::connect(&settings.database()?).await?;
         let recorder = Recorder::new(store.clone(), Arc::new(settings.clone()));
         let summary = import_paths(&recorder, paths).await;
         store.close().await;

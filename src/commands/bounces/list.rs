@@ -53,7 +53,7 @@ pub fn run(settings: &Settings, limit: u32, json: bool) -> anyhow::Result<ExitCo
         .build()
         .context("starting the async runtime")?;
     let rows = runtime.block_on(async {
-        let store = Store::open(&settings.database_path()).await?;
+        let store = Store::connect(&settings.database()?).await?;
         let mut tx = store.begin_read().await?;
         let rows = bounce_reports::list_reports(&mut tx, i64::from(limit)).await?;
         tx.commit().await?;
