@@ -135,29 +135,9 @@ pub enum RecordError {
     Other(#[from] anyhow::Error),
 }
 
-/// SQLite's primary result codes worth a retry: BUSY, LOCKED, IOERR,
-/// FULL (someone may free space), CANTOPEN.
-const TRANSIENT_SQLITE_CODES: [i64; 5] = [5, 6, 10, 13, 14];
-
-/// Whether a database error is worth retrying later.
-fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            // Extended codes carry the primary code in the low byte.
-            .is_some_and(|code| TRANSIENT_SQLITE_CODES.contains(&(code & 0xff))),
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        _ => false,
-    }
-}
-
 impl From<sqlx::Error> for RecordError {
     fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
+        if crate::store::is_transient(&error) {
             RecordError::Unavailable(error.to_string())
         } else {
             RecordError::Other(anyhow::Error::new(error).context("recording a report"))
@@ -172,7 +152,7 @@ impl RecordError {
         let transient = error
             .chain()
             .filter_map(|e| e.downcast_ref::<sqlx::Error>())
-            .any(is_transient);
+            .any(crate::store::is_transient);
         if transient {
             RecordError::Unavailable(format!("{error:#}"))
         } else {

@@ -125,6 +125,18 @@ pub async fn conclude(
     end: &RunEnd,
     now: Millis,
 ) -> anyhow::Result<Conclusion> {
+    super::worker::patiently("concluding the campaign", || {
+        conclude_once(store, campaign_id, end, now)
+    })
+    .await
+}
+
+async fn conclude_once(
+    store: &Store,
+    campaign_id: i64,
+    end: &RunEnd,
+    now: Millis,
+) -> anyhow::Result<Conclusion> {
     let queue = Queue::Campaign(campaign_id);
     let mut tx = store.begin().await?;
     if *end == RunEnd::Drained {

@@ -137,6 +137,17 @@ pub struct Counters {
 }
 
 impl Counters {
+    fn add(&self, other: &Counters) {
+        for (to, from) in [
+            (&self.sent, &other.sent),
+            (&self.deferred, &other.deferred),
+            (&self.failed, &other.failed),
+            (&self.bounced, &other.bounced),
+        ] {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.sent.load(Ordering::Relaxed),
@@ -171,9 +182,10 @@ pub enum RunEnd {
     Interrupted,
 }
 
-/// Records a batch of results in one transaction and updates counters.
-/// Returns each attempt's outcome in order (true: accepted), for the
-/// failure window.
+/// Records a batch of results in one transaction and, once it commits,
+/// adds them to `counters` (so a retried batch is counted once). Returns
+/// each attempt's outcome in order (true: accepted), for the failure
+/// window.
 async fn record_results(
     store: &Store,
     results: &[AttemptResult],
@@ -182,6 +194,8 @@ async fn record_results(
     claimer: &str,
 ) -> anyhow::Result<Vec<bool>> {
     let now = now_millis();
+    let shared = counters;
+    let counters = &Counters::default();
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut sent = Vec::new();
@@ -238,6 +252,7 @@ async fn record_results(
         .sent
         .fetch_add(sent.len() as u64, Ordering::Relaxed);
     tx.commit().await.context("recording delivery outcomes")?;
+    shared.add(counters);
     Ok(outcomes)
 }
 
@@ -356,6 +371,38 @@ async fn renew_leases_while_running(store: Store, options: SendOptions) {
         match renewed {
             Ok(n) => tracing::debug!("renewed the lease of {n} claimed deliveries"),
             Err(error) => tracing::warn!("renewing leases: {error:#}"),
+        }
+    }
+}
+
+/// How long a run waits for the database to come back (a restart, a
+/// failover) before it gives up; its claims then return to the queue when
+/// their leases lapse.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Runs `operation` until it succeeds, trying again with backoff while the
+/// database is unavailable. Safe for the claim and the recording: each is
+/// one transaction, and an outcome lands only on a row this run still
+/// holds, so repeating a batch changes nothing twice.
+pub(crate) async fn patiently<T, F, Fut>(what: &str, mut operation: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match operation().await {
+            Ok(value) => return Ok(value),
+            Err(error)
+                if crate::store::is_transient_error(&error)
+                    && started.elapsed() + delay < DATABASE_PATIENCE =>
+            {
+                tracing::warn!("{what}: {error:#}; trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
         }
     }
 }
@@ -481,13 +528,15 @@ pub async fn run_queue<T: Transport>(
                 }
             }
             let started = std::time::Instant::now();
-            let outcomes = match record_results(
-                &recorder_store,
-                &buffer,
-                &policy,
-                &recorder_counters,
-                &claimer,
-            )
+            let outcomes = match patiently("recording delivery outcomes", || {
+                record_results(
+                    &recorder_store,
+                    &buffer,
+                    &policy,
+                    &recorder_counters,
+                    &claimer,
+                )
+            })
             .await
             {
                 Ok(outcomes) => outcomes,
@@ -540,7 +589,8 @@ pub async fn run_queue<T: Transport>(
             if state.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let batch = claim_batch(store, queue, options).await?;
+            let batch =
+                patiently("claiming deliveries", || claim_batch(store, queue, options)).await?;
             if batch.is_empty() {
                 if state.in_flight.load(Ordering::SeqCst) == 0 {
                     break;

@@ -210,6 +210,53 @@ async fn lock_migrations(path: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("locking {}", lock_path.display()))
 }
 
+/// SQLite's primary result codes worth a retry: BUSY, LOCKED, IOERR,
+/// FULL (someone may free space), CANTOPEN.
+const TRANSIENT_SQLITE_CODES: [i64; 5] = [5, 6, 10, 13, 14];
+
+/// Whether a database error may go away by itself, so the work is worth
+/// trying again: a busy SQLite file, or a PostgreSQL server that restarts,
+/// fails over or drops the connection.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                // SQLSTATE classes 08 (connection exception), 57P
+                // (operator intervention: shutdown, restart), 53 (out of
+                // resources, e.g. too many connections), and 40001/40P01
+                // (serialization failure, deadlock: retry the transaction).
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code == "40001"
+                    || code == "40P01"
+            } else {
+                code.parse::<i64>()
+                    .ok()
+                    // Extended codes carry the primary code in the low byte.
+                    .is_some_and(|code| TRANSIENT_SQLITE_CODES.contains(&(code & 0xff)))
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// [`is_transient`] anywhere in an error's chain.
+pub fn is_transient_error(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .any(is_transient)
+}
+
 /// Held by one process at a time; see [`Store::try_lock`].
 pub enum StoreLock {
     File(std::fs::File),

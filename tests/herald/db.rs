@@ -172,10 +172,16 @@ pub async fn texts(store: &Store, sql: &str) -> Vec<String> {
 
 pub async fn execute(store: &Store, sql: &str) -> u64 {
     if let Some(pool) = store.sqlite_pool() {
-        sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected())
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
     } else {
         let pool = store.postgres_pool().expect("one backend or the other");
-        sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected())
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
