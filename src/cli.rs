@@ -67,6 +67,10 @@ pub enum Command {
     /// Cache-Control. A later `herald build` is picked up without a restart.
     /// Stops on Ctrl-C.
     Serve(ServeArgs),
+    /// Send whatever is due until stopped (Ctrl-C or SIGTERM): campaigns
+    /// that are sending, confirmations, welcomes and their retries. Several
+    /// workers on one PostgreSQL database share the work.
+    Worker,
     /// Manage the subscriber list: add, remove or erase addresses, list,
     /// count, and move a list in and out as CSV.
     #[command(subcommand)]
@@ -129,6 +133,11 @@ pub struct ServeArgs {
     /// [default: `[server] listen` of the config].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Serve pages and webhooks only, and leave all sending (confirmations,
+    /// welcomes) to `herald worker`: for web front ends on their own
+    /// machines.
+    #[arg(long)]
+    pub web_only: bool,
 }
 
 /// A subscriber state, for `--state`.

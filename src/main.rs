@@ -34,7 +34,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => commands::send::run(&load()?, &args, cli.quiet),
         Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),
         Command::Build(args) => commands::build::run(&load()?, args.out.as_deref()),
-        Command::Serve(args) => commands::serve::run(load()?, args.listen.as_deref()),
+        Command::Serve(args) => commands::serve::run(load()?, &args),
+        Command::Worker => commands::worker::run(load()?),
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
         Command::Bounces(command) => commands::bounces::run(load, &command),
     }

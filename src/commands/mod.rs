@@ -10,6 +10,7 @@ pub mod send;
 pub mod serve;
 pub mod status;
 pub mod subscribers;
+pub mod worker;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,5 +68,28 @@ mod tests {
             .context("writing x")
             .unwrap_err();
         assert_eq!(error_message(&plain), "writing x: disk full");
+    }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one (service managers
+/// and `kill` stop servers that way).
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
     }
 }

@@ -11,14 +11,13 @@ use super::check::load_one;
 use super::{user_error, UserError};
 use crate::cli::SendArgs;
 use crate::config::Settings;
-use crate::render::{self, EmailContext, Personalized, RenderedEmail, Templates};
-use crate::send::campaign::{conclude, start_or_resume, CampaignRequest, Conclusion, Started};
-use crate::send::envelope::{load_verp, EnvelopeSender};
+use crate::render::{self, EmailContext, RenderedEmail, Templates};
+use crate::send::campaign::{deliver, start_or_resume, CampaignRequest, Conclusion, Started};
 use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
 use crate::send::transport::Transport;
-use crate::send::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
+use crate::send::worker::{Counters, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
 use crate::store::campaigns::{self, Campaign};
 use crate::store::deliveries::{self, Queue};
@@ -146,7 +145,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         .release_orphans(&store, Queue::Campaign(campaign.id))
         .await?;
 
-    run_campaign(settings, args, &store, &campaign, transport, web_url, quiet).await
+    run_campaign(settings, args, &store, &campaign, transport, quiet).await
 }
 
 async fn run_campaign(
@@ -155,23 +154,10 @@ async fn run_campaign(
     store: &Store,
     campaign: &Campaign,
     transport: AnyTransport,
-    web_url: String,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let queue = Queue::Campaign(campaign.id);
-    let email = RenderedEmail::new(
-        campaign.subject.clone(),
-        Personalized::new(&campaign.html, true),
-        Personalized::new(&campaign.text, false),
-    );
-    let factory = MessageFactory::new(settings, email, web_url)?;
-    let sender = EnvelopeSender::new(
-        factory.from().email.clone(),
-        load_verp(settings, store).await?,
-    );
-    let factory = factory.with_envelope_sender(sender);
     let options = send_options(settings, args);
-    let due = pending_count(store, queue).await?;
+    let due = pending_count(store, Queue::Campaign(campaign.id)).await?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(counters.clone(), due, quiet);
     let started = Instant::now();
@@ -181,11 +167,11 @@ async fn run_campaign(
         transport.describe(),
         options.concurrency
     );
-    let end = run_queue(
+    let delivered = deliver(
+        settings,
         store,
+        campaign,
         Arc::new(transport),
-        Arc::new(MessageSource::Campaign(Box::new(factory))),
-        queue,
         &options,
         counters.clone(),
         async {
@@ -194,10 +180,8 @@ async fn run_campaign(
     )
     .await;
     progress.finish().await;
-    let end = end?;
+    let (end, Conclusion { counts, next_due }) = delivered?;
     let elapsed = started.elapsed();
-
-    let Conclusion { counts, next_due } = conclude(store, campaign.id, &end, now_millis()).await?;
     let remaining = counts.remaining();
 
     let (sent, deferred, failed) = counters.snapshot();

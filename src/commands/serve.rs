@@ -5,26 +5,28 @@ use anyhow::Context;
 
 use crate::bounce::imap::{run_poller, ImapConfig};
 use crate::bounce::Recorder;
+use crate::cli::ServeArgs;
 use crate::config::Settings;
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
 use crate::http::{router, AppState};
 use crate::render::Templates;
-use crate::send::lock::join;
-use crate::send::outbox::{run_transactional_worker, OutboxSignal};
-use crate::send::worker::SendOptions;
-use crate::send::AnyTransport;
-use crate::store::deliveries::Queue;
+use crate::send::daemon::start_outbox;
+use crate::send::outbox::OutboxSignal;
 use crate::store::Store;
 use crate::subscription::{SubscriberMail, Subscriptions};
 
-use super::{success, user_error};
+use super::{shutdown_signal, success, user_error};
 
 /// Serves the built site until Ctrl-C (or SIGTERM). The CLI stays
 /// synchronous; the runtime lives only as long as this command.
-pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode> {
-    let listen = listen.unwrap_or(&settings.server.listen).to_string();
+pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let listen = args
+        .listen
+        .as_deref()
+        .unwrap_or(&settings.server.listen)
+        .to_string();
     let output = settings.output_dir();
     if !output.join("index.html").is_file() {
         eprintln!(
@@ -48,7 +50,11 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
         let subscriptions = Arc::new(Subscriptions::new(Arc::new(settings.clone()), &templates)?);
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
         let poller = start_imap_poller(&settings, &store, stopped.clone()).await?;
-        let worker = start_outbox_worker(&settings, &store, mail, outbox.clone(), stopped).await?;
+        let worker = if args.web_only {
+            None
+        } else {
+            start_outbox(&settings, &store, mail, outbox.clone(), stopped).await?
+        };
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
         let limits = ServerLimits::from_settings(&settings.server);
@@ -69,42 +75,6 @@ pub fn run(settings: Settings, listen: Option<&str>) -> anyhow::Result<ExitCode>
     })?;
     println!("stopped");
     success()
-}
-
-/// Confirmation mail goes out from here, beside the web server, with the
-/// same queue and retries as issues. One worker per database: a second
-/// `herald serve` on the same list serves pages but leaves the mail to the
-/// first.
-async fn start_outbox_worker(
-    settings: &Settings,
-    store: &Store,
-    mail: Arc<SubscriberMail>,
-    signal: OutboxSignal,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(membership) = join(store, "outbox").await? else {
-        tracing::warn!(
-            "another herald serve sends this database's confirmation mail; this one will not"
-        );
-        return Ok(None);
-    };
-    membership
-        .release_orphans(store, Queue::Transactional)
-        .await?;
-    let transport = AnyTransport::from_settings(settings)?;
-    let from = crate::send::envelope::EnvelopeSender::new(
-        settings.from_mailbox()?.email,
-        crate::send::envelope::load_verp(settings, store).await?,
-    );
-    let options = SendOptions::from_settings(&settings.send);
-    let store = store.clone();
-    Ok(Some(tokio::spawn(async move {
-        let _membership = membership;
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        run_transactional_worker(store, transport, from, mail, options, signal, shutdown).await;
-    })))
 }
 
 /// The bounce mailbox, when `[bounces] imap_url` is set. One poller per
@@ -133,27 +103,4 @@ async fn start_imap_poller(
         };
         run_poller(config, recorder, shutdown).await;
     })))
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one (service managers
-/// and `kill` stop servers that way).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

@@ -1,10 +1,16 @@
 //! A campaign's life: started (or resumed) in one transaction, concluded
 //! after a run. The command only says what happened.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 
-use super::worker::RunEnd;
-use crate::render::RenderedEmail;
+use super::envelope::{load_verp, EnvelopeSender};
+use super::message::MessageFactory;
+use super::transport::Transport;
+use super::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
+use crate::config::Settings;
+use crate::render::{Personalized, RenderedEmail};
 use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign};
 use crate::store::deliveries::{self, DeliveryCounts, Queue};
 use crate::store::{Millis, Store};
@@ -163,4 +169,50 @@ async fn conclude_once(
     let next_due = deliveries::next_due_time(&mut tx, campaign_id).await?;
     tx.commit().await?;
     Ok(Conclusion { counts, next_due })
+}
+
+/// Sends a campaign's due deliveries, as it was rendered when it started,
+/// until none is due, the failure rate pauses it or `interrupt` fires; then
+/// concludes it. Other runs, on other machines, may be sending it too.
+pub async fn deliver<T: Transport>(
+    settings: &Settings,
+    store: &Store,
+    campaign: &Campaign,
+    transport: Arc<T>,
+    options: &SendOptions,
+    counters: Arc<Counters>,
+    interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(RunEnd, Conclusion)> {
+    let email = RenderedEmail::new(
+        campaign.subject.clone(),
+        Personalized::new(&campaign.html, true),
+        Personalized::new(&campaign.text, false),
+    );
+    let web_url = settings.issue_url(&campaign.issue_slug).to_string();
+    let factory = MessageFactory::new(settings, email, web_url)?;
+    let sender = EnvelopeSender::new(
+        factory.from().email.clone(),
+        load_verp(settings, store).await?,
+    );
+    let factory = factory.with_envelope_sender(sender);
+    let end = run_queue(
+        store,
+        transport,
+        Arc::new(MessageSource::Campaign(Box::new(factory))),
+        Queue::Campaign(campaign.id),
+        options,
+        counters,
+        interrupt,
+    )
+    .await?;
+    let conclusion = conclude(store, campaign.id, &end, crate::store::now_millis()).await?;
+    Ok((end, conclusion))
+}
+
+/// The campaigns now sending, for a worker to join.
+pub async fn sending_campaigns(store: &Store) -> anyhow::Result<Vec<Campaign>> {
+    let mut tx = store.begin_read().await?;
+    let sending = campaigns::campaigns_in_state(&mut tx, CampaignState::Sending).await?;
+    tx.commit().await?;
+    Ok(sending)
 }

@@ -4,6 +4,7 @@
 
 pub mod any;
 pub mod campaign;
+pub mod daemon;
 pub mod envelope;
 pub mod error;
 pub mod lock;

@@ -103,6 +103,17 @@ pub async fn find_current_campaign(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<
 }
 
 /// The most recent campaign of any issue, for `herald status`.
+/// Campaigns in one state, oldest first: a worker serves the oldest
+/// sending campaign first.
+pub async fn campaigns_in_state(
+    tx: &mut Tx<'_>,
+    state: CampaignState,
+) -> sqlx::Result<Vec<Campaign>> {
+    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state = $1 ORDER BY id");
+    let rows = query(&sql).bind(state.as_str()).fetch_all(tx).await?;
+    rows.iter().map(campaign_from_row).collect()
+}
+
 pub async fn find_latest_campaign(tx: &mut Tx<'_>) -> sqlx::Result<Option<Campaign>> {
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT 1");
     let row = query(&sql).fetch_optional(tx).await?;
