@@ -102,10 +102,24 @@ pub struct SendOptions {
     pub retry: RetryPolicy,
     pub failure_window: usize,
     pub failure_threshold: f64,
-    /// Who claims: a random id per set of options (one run), written on
-    /// every row it claims, so that only this run's outcomes land on its
-    /// rows and only its own leases are renewed.
+    /// Who claims: `machine:pid:random`, new per set of options (one run),
+    /// written on every row it claims, so that only this run's outcomes
+    /// land on its rows and only its own leases are renewed; readable, so
+    /// an operator can tell which worker holds a row.
     pub claimer: String,
+}
+
+fn claimer_id() -> String {
+    let machine = match lettre::transport::smtp::extension::ClientId::default() {
+        lettre::transport::smtp::extension::ClientId::Domain(name) => name,
+        _ => "localhost".to_string(),
+    };
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{machine}:{}:{}",
+        std::process::id(),
+        random.get(..8).unwrap_or(&random)
+    )
 }
 
 impl SendOptions {
@@ -118,7 +132,7 @@ impl SendOptions {
             retry: RetryPolicy::from_settings(send),
             failure_window: send.failure_window,
             failure_threshold: send.failure_threshold,
-            claimer: uuid::Uuid::new_v4().simple().to_string(),
+            claimer: claimer_id(),
         }
     }
 
