@@ -44,8 +44,8 @@ setup() { # dir count
 [site]
 title = "Herald Bench"
 base_url = "https://news.example.com/"
-[paths]
-database = "herald.db"
+[database]
+url = "sqlite://herald.db"
 [smtp]
 url = "smtp://127.0.0.1:$PORT?tls=none"
 [send]

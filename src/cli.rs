@@ -75,10 +75,29 @@ pub enum Command {
     /// count, and move a list in and out as CSV.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// The database itself: move a list from SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Bounces and complaints: take reports in (from an MTA pipe or a
     /// backlog), list them, or parse files without touching the database.
     #[command(subcommand)]
     Bounces(BouncesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy this config's SQLite database into an empty PostgreSQL database:
+    /// subscribers with their history, tokens, suppressions, campaigns,
+    /// deliveries and bounce reports, with their ids. Reports and verifies
+    /// the row counts; a failed copy leaves the destination empty. Stop
+    /// `herald serve` and `herald send` first, then point `[database] url`
+    /// at the new database.
+    Copy {
+        /// The destination, `postgres://USER@HOST[:PORT]/DB` (password in
+        /// HERALD_DATABASE_PASSWORD, PGPASSWORD or ~/.pgpass).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -553,6 +553,14 @@ impl Settings {
             (None, None) => DEFAULT_DATABASE_URL,
             (Some(url), None) => url.trim(),
         };
+        self.database_at(url)
+    }
+
+    /// The database a URL names (`sqlite://FILE`, relative to the config's
+    /// folder, or `postgres://...` with the password from the
+    /// environment): `[database] url`, or `herald db copy --to`.
+    pub fn database_at(&self, url: &str) -> anyhow::Result<Location> {
+        let url = url.trim();
         let shown = redact_url(url);
         if let Some(path) = url
             .strip_prefix("sqlite://")

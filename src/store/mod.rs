@@ -14,6 +14,7 @@
 pub mod bounce_reports;
 pub mod campaigns;
 pub mod confirmation_tokens;
+pub mod copy;
 pub mod deliveries;
 pub mod secrets;
 pub mod subscribers;

@@ -18,6 +18,7 @@ pub(crate) enum Arg<'q> {
     Text(Option<&'q str>),
     OwnedText(Option<String>),
     Blob(Option<&'q [u8]>),
+    OwnedBlob(Option<Vec<u8>>),
 }
 
 impl From<i64> for Arg<'_> {
@@ -154,6 +155,7 @@ macro_rules! driver_query {
                 Arg::Text(value) => built.bind(*value),
                 Arg::OwnedText(value) => built.bind(value.as_deref()),
                 Arg::Blob(value) => built.bind(*value),
+                Arg::OwnedBlob(value) => built.bind(value.as_deref()),
             };
         }
         built
@@ -163,6 +165,13 @@ macro_rules! driver_query {
 impl<'q> Query<'q> {
     pub(crate) fn bind(mut self, value: impl Into<Arg<'q>>) -> Self {
         self.args.push(value.into());
+        self
+    }
+
+    /// [`Query::bind`] for a value already made an [`Arg`], of any
+    /// lifetime that outlives the query.
+    pub(crate) fn bind_arg(mut self, value: Arg<'q>) -> Self {
+        self.args.push(value);
         self
     }
 

@@ -8,6 +8,7 @@ mod config_cli;
 mod corrupt_database;
 mod crash;
 mod db;
+mod db_copy;
 mod dovecot;
 mod feeds;
 mod helpers;
