@@ -10,7 +10,7 @@ rows=${1:-100000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-printf '[paths]\ndatabase = "herald.db"\n' > "$work/herald.toml"
+printf '[database]\nurl = "sqlite://herald.db"\n' > "$work/herald.toml"
 # Every 20,000th row is not an address: bad rows the import must report.
 awk -v n="$rows" 'BEGIN {
     print "email,name"

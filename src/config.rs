@@ -909,6 +909,58 @@ mod tests {
     }
 
     #[test]
+    fn the_database_url_names_a_file_or_a_server_and_never_a_password() {
+        let at = |text: &str| {
+            let mut settings = Settings::parse(text)?;
+            settings.root = PathBuf::from("/srv/news");
+            settings.database()
+        };
+        let sqlite = |path: &str| Location::Sqlite(PathBuf::from(path)).describe();
+        assert_eq!(at("").unwrap().describe(), sqlite("/srv/news/herald.db"));
+        assert_eq!(
+            at("[database]\nurl = \"sqlite://data/list.db\"\n")
+                .unwrap()
+                .describe(),
+            sqlite("/srv/news/data/list.db")
+        );
+        assert_eq!(
+            at("[database]\nurl = \"sqlite:///var/lib/herald.db\"\n")
+                .unwrap()
+                .describe(),
+            sqlite("/var/lib/herald.db")
+        );
+        // The deprecated spelling still works.
+        assert_eq!(
+            at("[paths]\ndatabase = \"old.db\"\n").unwrap().describe(),
+            sqlite("/srv/news/old.db")
+        );
+        assert!(matches!(
+            at("[database]\nurl = \"postgres://herald@db.internal/news\"\n").unwrap(),
+            Location::Postgres { .. }
+        ));
+        let refusals = [
+            (
+                "[paths]\ndatabase = \"a.db\"\n[database]\nurl = \"sqlite://b.db\"\n",
+                "both",
+            ),
+            ("[database]\nurl = \"mysql://x/y\"\n", "scheme"),
+            ("[database]\nurl = \"sqlite://\"\n", "must name a file"),
+            (
+                "[database]\nurl = \"postgres://herald:hunter2@db/news\"\n",
+                "HERALD_DATABASE_PASSWORD",
+            ),
+        ];
+        for (text, expected) in refusals {
+            let error = format!("{:#}", Settings::parse(text).unwrap_err());
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(
+                !error.contains("hunter2"),
+                "the password is never shown: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn the_greeting_is_a_fully_qualified_name() {
         let mut settings = Settings::default();
         assert_eq!(settings.helo_name("vm"), "example.com");
