@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Sending on PostgreSQL: one and three `herald send` processes against
+# Postfix's smtp-sink on loopback, each compared with smtp-source measured
+# in the same run; then a 1,000,000-recipient campaign on each backend: how
+# long its snapshot takes, the bytes per delivery row, and each process's
+# peak memory while it sends.
+#
+#   bash bench/postgres.sh                        # 100,000 and 1,000,000
+#   N=20000 BIG=200000 bash bench/postgres.sh     # a quicker look
+#
+# Needs the machine's PostgreSQL (PGURL, default the local server with
+# trust authentication). Results are appended to bench/RESULTS.md.
+#
+# Targets: three processes >= 0.9 of smtp-source, one process >= 0.75;
+# the snapshot of 1,000,000 under 10 s; peak RSS under 50 MB per process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${N:-100000}
+BIG=${BIG:-1000000}
+PORT=${PORT:-25252}
+ISSUE=${ISSUE:-examples/issues/vol-002.md}
+PGURL=${PGURL:-postgres://root@127.0.0.1:5432}
+# How long the 1,000,000-recipient sends run before they are interrupted
+# (SIGINT, a clean stop): long enough for memory to reach its plateau.
+BIG_SEND_SECS=${BIG_SEND_SECS:-30}
+
+if ! command -v smtp-sink >/dev/null || [ ! -x /usr/bin/time ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q postfix time >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q postfix time >/dev/null; }
+fi
+SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
+SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+
+cargo build --release --quiet
+HERALD=$ROOT/target/release/herald
+WORK=$(mktemp -d)
+cleanup() {
+    kill $(jobs -p) 2>/dev/null || true
+    for db in $(psql -qtA "$PGURL/postgres" -c "SELECT datname FROM pg_database WHERE datname LIKE 'herald_bench_$$\_%'"); do
+        psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$SINK" -u nobody -c 127.0.0.1:$PORT 4096 >/dev/null 2>&1 &
+sleep 0.5
+
+now_ms() { date +%s%3N; }
+
+# A campaign directory on PostgreSQL with `count` active subscribers.
+setup_pg() { # dir count
+    local db="herald_bench_$$_$(basename "$1")"
+    psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    mkdir -p "$1"
+    cat >"$1/herald.toml" <<TOML
+[site]
+title = "Herald Bench"
+base_url = "https://news.example.com/"
+[database]
+url = "$PGURL/$db"
+[smtp]
+url = "smtp://127.0.0.1:$PORT?tls=none"
+[send]
+concurrency = ${CONCURRENCY:-16}
+batch_size = 500
+TOML
+    "$HERALD" -q --config "$1/herald.toml" status >/dev/null 2>&1 || true
+    psql -q "$PGURL/$db" -c "INSERT INTO subscribers
+        (email, state, source, unsubscribe_token, created_at, state_changed_at)
+        SELECT 'reader' || lpad(i::text, 7, '0') || '@example.com', 'active', 'import',
+               'tok' || lpad(i::text, 7, '0') || 'abcdefghijklmnop', 0, 0
+        FROM generate_series(1, $2) AS i" >/dev/null
+    psql -q "$PGURL/$db" -c "VACUUM ANALYZE" >/dev/null
+    echo "$db"
+}
+
+setup_sqlite() { # dir count
+    mkdir -p "$1"
+    cat >"$1/herald.toml" <<TOML
+[site]
+title = "Herald Bench"
+base_url = "https://news.example.com/"
+[database]
+url = "sqlite://herald.db"
+[smtp]
+url = "smtp://127.0.0.1:$PORT?tls=none"
+[send]
+concurrency = 16
+batch_size = 500
+TOML
+    "$HERALD" -q --config "$1/herald.toml" status >/dev/null 2>&1 || true
+    python3 - "$1/herald.db" "$2" <<'PY'
+import sqlite3, sys
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+c.executemany(
+    "INSERT INTO subscribers (email, state, source, unsubscribe_token, created_at, state_changed_at)"
+    " VALUES (?, 'active', 'import', ?, 0, 0)",
+    ((f"reader{i:07d}@example.com", f"tok{i:07d}abcdefghijklmnop") for i in range(n)))
+c.commit()
+PY
+}
+
+pg() { psql -qtA "$PGURL/$1" -c "$2"; }
+
+"$HERALD" -q preview "$ISSUE" --out "$WORK/preview" >/dev/null
+SIZE=$(stat -c %s "$WORK"/preview/*.eml)
+
+source_rate() {
+    local start end
+    start=$(date +%s.%N)
+    "$SOURCE" -d -s 16 -m "$N" -l "$SIZE" -f bench@example.com -t sink@example.com 127.0.0.1:$PORT
+    end=$(date +%s.%N)
+    python3 -c "print(round($N / ($end - $start)))"
+}
+
+# `procs` processes send one campaign of N together; prints msg/s (wall
+# clock, from the first start to the last exit) after checking every row.
+send_together() { # dir procs
+    local db start end pids=()
+    db=$(setup_pg "$1" "$N")
+    start=$(date +%s.%N)
+    for _ in $(seq "$2"); do
+        "$HERALD" --config "$1/herald.toml" -q send "$ROOT/$ISSUE" >/dev/null &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    end=$(date +%s.%N)
+    local sent
+    sent=$(pg "$db" "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'")
+    if [ "$sent" != "$N" ]; then
+        echo "FAIL: $sent of $N deliveries recorded sent" >&2
+        exit 1
+    fi
+    python3 -c "print(round($N / ($end - $start)))"
+}
+
+echo "== smtp-source: $N messages of $SIZE bytes, 16 sessions"
+SOURCE_1=$(source_rate)
+echo "smtp-source: $SOURCE_1 msg/s"
+echo "== one herald send on PostgreSQL: $N recipients"
+ONE=$(send_together "$WORK/one" 1)
+echo "herald, 1 process: $ONE msg/s"
+echo "== smtp-source again"
+SOURCE_3=$(source_rate)
+echo "smtp-source: $SOURCE_3 msg/s"
+echo "== three herald send processes on one PostgreSQL: $N recipients"
+THREE=$(send_together "$WORK/three" 3)
+echo "herald, 3 processes: $THREE msg/s"
+RATIO_1=$(python3 -c "print(round($ONE / $SOURCE_1, 2))")
+RATIO_3=$(python3 -c "print(round($THREE / $SOURCE_3, 2))")
+
+# The big campaign: snapshot time is the campaign's creation to its first
+# claim (the snapshot commits in between); the send is then interrupted.
+big_send() { # dir -> peak KB
+    (
+        /usr/bin/time -f %M -o "$1/rss" "$HERALD" --config "$1/herald.toml" -q send "$ROOT/$ISSUE" >/dev/null 2>&1 &
+        wait
+    ) &
+    local runner=$!
+    sleep "$BIG_SEND_SECS"
+    pkill -INT -f "$1/herald.toml" || true
+    wait "$runner" || true
+    cat "$1/rss"
+}
+
+echo "== $BIG recipients on PostgreSQL"
+BIGDB=$(setup_pg "$WORK/bigpg" "$BIG")
+PG_KB=$(big_send "$WORK/bigpg")
+PG_SNAPSHOT_MS=$(pg "$BIGDB" "SELECT (SELECT MIN(first_attempt_at) FROM deliveries) - created_at FROM campaigns")
+PG_ROWS=$(pg "$BIGDB" "SELECT COUNT(*) FROM deliveries")
+PG_BYTES=$(pg "$BIGDB" "SELECT pg_total_relation_size('deliveries') / COUNT(*) FROM deliveries")
+echo "snapshot $PG_SNAPSHOT_MS ms for $PG_ROWS rows, $PG_BYTES bytes/row, peak RSS $((PG_KB / 1024)) MB"
+
+echo "== $BIG recipients on SQLite"
+setup_sqlite "$WORK/bigsq" "$BIG"
+SQ_KB=$(big_send "$WORK/bigsq")
+read -r SQ_SNAPSHOT_MS SQ_ROWS SQ_BYTES < <(python3 - "$WORK/bigsq/herald.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+snapshot = c.execute("SELECT (SELECT MIN(first_attempt_at) FROM deliveries) - created_at FROM campaigns").fetchone()[0]
+rows = c.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+try:
+    size = c.execute("SELECT SUM(pgsize) FROM dbstat WHERE name IN"
+                     " (SELECT name FROM sqlite_master WHERE tbl_name = 'deliveries')").fetchone()[0]
+except sqlite3.OperationalError:
+    size = c.execute("PRAGMA page_count").fetchone()[0] * c.execute("PRAGMA page_size").fetchone()[0]
+print(snapshot, rows, size // rows)
+PY
+)
+echo "snapshot $SQ_SNAPSHOT_MS ms for $SQ_ROWS rows, $SQ_BYTES bytes/row, peak RSS $((SQ_KB / 1024)) MB"
+
+{
+    echo
+    echo "## PostgreSQL ($(date -u +%Y-%m-%d), $(nproc) cores, \`bash bench/postgres.sh\`)"
+    echo
+    echo "Messages of $SIZE bytes ($ISSUE), Postfix smtp-sink on loopback, release build, PostgreSQL $(psql -qtA "$PGURL/postgres" -c 'SHOW server_version') on the same machine; smtp-source measured just before each herald run."
+    echo
+    echo "| measure | result | target |"
+    echo "| --- | --- | --- |"
+    echo "| 1 process, $N recipients, all recorded | $ONE msg/s = $RATIO_1 of smtp-source ($SOURCE_1 msg/s) | ≥ 0.75 |"
+    echo "| 3 processes, one campaign, $N recipients, all recorded | $THREE msg/s = $RATIO_3 of smtp-source ($SOURCE_3 msg/s) | ≥ 0.9 |"
+    echo "| snapshot of $BIG recipients, PostgreSQL | $PG_SNAPSHOT_MS ms | < 10 s |"
+    echo "| snapshot of $BIG recipients, SQLite | $SQ_SNAPSHOT_MS ms | < 10 s |"
+    echo "| bytes per delivery row (table and indexes), PostgreSQL | $PG_BYTES | (reported) |"
+    echo "| bytes per delivery row (table and indexes), SQLite | $SQ_BYTES | (reported) |"
+    echo "| peak RSS sending $BIG for ${BIG_SEND_SECS} s, PostgreSQL | $((PG_KB / 1024)) MB | < 50 MB |"
+    echo "| peak RSS sending $BIG for ${BIG_SEND_SECS} s, SQLite | $((SQ_KB / 1024)) MB | < 50 MB |"
+} >>bench/RESULTS.md
+echo "appended to bench/RESULTS.md"
