@@ -27,3 +27,4 @@ mod subscribers_cli;
 mod subscription_props;
 mod two_processes;
 mod webhooks;
+mod worker;
