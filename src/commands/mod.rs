@@ -4,6 +4,7 @@
 pub mod bounces;
 pub mod build;
 pub mod check;
+pub mod doctor;
 pub mod init;
 pub mod preview;
 pub mod send;
