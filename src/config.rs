@@ -561,7 +561,12 @@ impl Settings {
             .with_context(|| format!("reading [smtp] ca_file {}", path.display()))?;
         let certificates = CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("[smtp] ca_file {}: not PEM certificates: {e}", path.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "[smtp] ca_file {}: not PEM certificates: {e}",
+                    path.display()
+                )
+            })?;
         if certificates.is_empty() {
             anyhow::bail!(
                 "[smtp] ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
@@ -826,7 +831,10 @@ mod tests {
             ("[send]\nfailure_threshold = 1.5\n", "failure_threshold"),
             ("[send]\nrate = 4000000000\n", "over the maximum"),
             ("[smtp]\nurl = \"gopher://x\"\n", "scheme must be"),
-            ("[doctor]\nnameserver = \"dns.example\"\n", "[doctor] nameserver"),
+            (
+                "[doctor]\nnameserver = \"dns.example\"\n",
+                "[doctor] nameserver",
+            ),
             ("[doctor]\ntimeout_secs = 0\n", "[doctor] timeout_secs"),
         ];
         for (text, expected) in cases {

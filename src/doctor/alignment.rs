@@ -72,9 +72,7 @@ pub fn dkim_alignment(from: &str, dkim_domain: Option<&str>) -> Finding {
     } else {
         Finding::error(
             "alignment-dkim",
-            format!(
-                "DKIM d={d} does not align with From domain {from}: DMARC fails on DKIM"
-            ),
+            format!("DKIM d={d} does not align with From domain {from}: DMARC fails on DKIM"),
             format!(
                 "sign with a key published under {} ([send] dkim_domain)",
                 organisational_domain(from)

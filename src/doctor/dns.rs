@@ -78,7 +78,8 @@ impl Dns {
                     .record_iter()
                     .filter_map(|r| r.data().as_txt())
                     .map(|txt| {
-                        let bytes: Vec<u8> = txt.txt_data().iter().flat_map(|s| s.to_vec()).collect();
+                        let bytes: Vec<u8> =
+                            txt.txt_data().iter().flat_map(|s| s.to_vec()).collect();
                         String::from_utf8_lossy(&bytes).into_owned()
                     })
                     .collect();

@@ -23,7 +23,10 @@ impl SigningKey {
     pub fn from_file_text(text: &str) -> Result<SigningKey, String> {
         let text = text.trim();
         if text.contains("BEGIN PRIVATE KEY") {
-            return Err("the key is PKCS#8; convert it to PKCS#1 (`openssl rsa -in KEY -traditional`)".into());
+            return Err(
+                "the key is PKCS#8; convert it to PKCS#1 (`openssl rsa -in KEY -traditional`)"
+                    .into(),
+            );
         }
         if text.contains("RSA PRIVATE KEY") {
             let key = rsa::RsaPrivateKey::from_pkcs1_pem(text)
@@ -167,7 +170,10 @@ mod tests {
 
     fn rsa_key(bits: usize) -> (String, SigningKey) {
         let key = rsa::RsaPrivateKey::new(&mut rand_core_rng(), bits).unwrap();
-        let pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string();
+        let pem = key
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string();
         let signing = SigningKey::from_file_text(&pem).unwrap();
         (pem, signing)
     }
@@ -225,9 +231,11 @@ mod tests {
 
     #[test]
     fn key_files_lettre_refuses_are_refused_here_too() {
-        assert!(SigningKey::from_file_text("-----BEGIN PRIVATE KEY-----\nAAAA\n")
-            .unwrap_err()
-            .contains("PKCS#8"));
+        assert!(
+            SigningKey::from_file_text("-----BEGIN PRIVATE KEY-----\nAAAA\n")
+                .unwrap_err()
+                .contains("PKCS#8")
+        );
         assert!(SigningKey::from_file_text("hello").is_err());
     }
 }

@@ -51,7 +51,10 @@ fn latest_issue(settings: &Settings) -> Result<Issue, Finding> {
         Finding::warning(
             "mail",
             format!("no issue to check the mail with: {why}"),
-            format!("write an issue in {} (`herald init` makes one)", dir.display()),
+            format!(
+                "write an issue in {} (`herald init` makes one)",
+                dir.display()
+            ),
         )
     };
     let files = issue::issue_files(&dir).map_err(|e| no_issue(format!("{e:#}")))?;
@@ -60,12 +63,20 @@ fn latest_issue(settings: &Settings) -> Result<Issue, Finding> {
         let checked = issue::read_issue(&file, &settings.site.base_url)
             .map_err(|e| no_issue(format!("{e:#}")))?;
         if let Some(issue) = checked.issue {
-            if latest.as_ref().is_none_or(|l| (issue.number, issue.date) > (l.number, l.date)) {
+            if latest
+                .as_ref()
+                .is_none_or(|l| (issue.number, issue.date) > (l.number, l.date))
+            {
                 latest = Some(issue);
             }
         }
     }
-    latest.ok_or_else(|| no_issue(format!("{} holds no valid issue (`herald check` says why)", dir.display())))
+    latest.ok_or_else(|| {
+        no_issue(format!(
+            "{} holds no valid issue (`herald check` says why)",
+            dir.display()
+        ))
+    })
 }
 
 fn build(settings: &Settings, issue: &Issue) -> anyhow::Result<Sample> {
@@ -152,7 +163,9 @@ pub fn list_headers_check(message: &[u8]) -> Finding {
     };
     let unsubscribe = header("List-Unsubscribe");
     let post = header("List-Unsubscribe-Post");
-    let has_https = unsubscribe.as_deref().is_some_and(|v| v.contains("<https://"));
+    let has_https = unsubscribe
+        .as_deref()
+        .is_some_and(|v| v.contains("<https://"));
     let one_click = post.as_deref() == Some("List-Unsubscribe=One-Click");
     match (unsubscribe, one_click) {
         (Some(_), true) if has_https => Finding::ok(
@@ -206,7 +219,10 @@ async fn dkim_check(dns: &Dns, sample: &Sample) -> Finding {
     match outputs.first().map(|o| o.result()) {
         Some(DkimResult::Pass) => Finding::ok(
             "mail-dkim",
-            format!("the DKIM signature of {} verifies against the key in DNS", sample.slug),
+            format!(
+                "the DKIM signature of {} verifies against the key in DNS",
+                sample.slug
+            ),
         ),
         Some(DkimResult::TempError(e)) => Finding::error(
             "mail-dkim",
@@ -236,7 +252,10 @@ mod tests {
     #[test]
     fn the_html_is_weighed_against_gmails_clipping() {
         assert_eq!(size_check(20_000, "v").level, Level::Ok);
-        assert_eq!(size_check(GMAIL_CLIP_BYTES - 100, "v").level, Level::Warning);
+        assert_eq!(
+            size_check(GMAIL_CLIP_BYTES - 100, "v").level,
+            Level::Warning
+        );
         assert_eq!(size_check(GMAIL_CLIP_BYTES + 1, "v").level, Level::Error);
     }
 
@@ -244,10 +263,14 @@ mod tests {
     fn both_list_headers_are_needed() {
         let good = b"From: a@example.com\r\nList-Unsubscribe: <https://x.example/u/t>,\r\n <mailto:u@x.example>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nbody";
         assert_eq!(list_headers_check(good).level, Level::Ok);
-        let no_post = b"From: a@example.com\r\nList-Unsubscribe: <https://x.example/u/t>\r\n\r\nbody";
+        let no_post =
+            b"From: a@example.com\r\nList-Unsubscribe: <https://x.example/u/t>\r\n\r\nbody";
         assert_eq!(list_headers_check(no_post).level, Level::Error);
         let http = b"List-Unsubscribe: <http://x.example/u/t>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n";
         assert_eq!(list_headers_check(http).level, Level::Error);
-        assert_eq!(list_headers_check(b"Subject: x\r\n\r\n").level, Level::Error);
+        assert_eq!(
+            list_headers_check(b"Subject: x\r\n\r\n").level,
+            Level::Error
+        );
     }
 }

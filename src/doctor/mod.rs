@@ -78,7 +78,11 @@ impl Finding {
         }
     }
 
-    pub fn error(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn error(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             level: Level::Error,
@@ -116,21 +120,25 @@ pub async fn run(settings: &Settings) -> Vec<Finding> {
         ("dkim", Box::pin(records::dkim_check(dns, settings))),
         ("dmarc", Box::pin(records::dmarc_check(dns, settings))),
         ("alignment", Box::pin(async { alignment::checks(settings) })),
-        ("bounces-mx", Box::pin(records::bounce_mx_check(dns, settings))),
+        (
+            "bounces-mx",
+            Box::pin(records::bounce_mx_check(dns, settings)),
+        ),
         ("relay", Box::pin(relay::checks(settings, relay_size))),
         ("web", Box::pin(web::checks(settings, timeout))),
         ("mail", Box::pin(mail::checks(dns, sample))),
     ];
-    let bounded = checks.into_iter().map(|(name, check)| async move {
-        match tokio::time::timeout(timeout, check).await {
-            Ok(findings) => findings,
-            Err(_) => vec![Finding::error(
+    let bounded =
+        checks.into_iter().map(|(name, check)| async move {
+            match tokio::time::timeout(timeout, check).await {
+                Ok(findings) => findings,
+                Err(_) => vec![Finding::error(
                 name,
                 format!("the {name} checks did not finish within {} s", timeout.as_secs()),
                 "check that the server it talks to is reachable, or raise [doctor] timeout_secs",
             )],
-        }
-    });
+            }
+        });
     futures_util::future::join_all(bounded)
         .await
         .into_iter()

@@ -82,7 +82,9 @@ async fn spf_record(dns: &Dns, domain: &str) -> Result<Option<String>, String> {
     match spf.len() {
         0 => Ok(None),
         1 => Ok(spf.into_iter().next()),
-        n => Err(format!("{domain} has {n} SPF records; receivers then fail SPF")),
+        n => Err(format!(
+            "{domain} has {n} SPF records; receivers then fail SPF"
+        )),
     }
 }
 
@@ -130,7 +132,7 @@ async fn spf_check(dns: &Dns, check: &'static str, domain: &str, role: &str) -> 
         Ok(None) => {
             return Finding::error(
                 check,
-                format!("{role} domain {domain} has no SPF record"),
+                format!("{role} domain {domain} has no SPF record (asked {})", dns.server),
                 format!("publish a TXT record at {domain} such as \"v=spf1 include:<your relay's SPF domain> -all\""),
             )
         }
@@ -138,13 +140,11 @@ async fn spf_check(dns: &Dns, check: &'static str, domain: &str, role: &str) -> 
     };
     let spf = match Spf::parse(record.as_bytes()) {
         Ok(spf) => spf,
-        Err(e) => {
-            return Finding::error(
-                check,
-                format!("the SPF record of {domain} does not parse ({e}): {record:?}"),
-                "correct the record's syntax (RFC 7208), e.g. \"v=spf1 include:_spf.example.net -all\"",
-            )
-        }
+        Err(e) => return Finding::error(
+            check,
+            format!("the SPF record of {domain} does not parse ({e}): {record:?}"),
+            "correct the record's syntax (RFC 7208), e.g. \"v=spf1 include:_spf.example.net -all\"",
+        ),
     };
     let terms = spf_terms(&spf);
     let lookups = match total_lookups(dns, &terms).await {
@@ -227,7 +227,9 @@ pub async fn dkim_check(dns: &Dns, settings: &Settings) -> Vec<Finding> {
     let path = settings.resolve(key_file);
     let key = std::fs::read_to_string(&path)
         .map_err(|e| format!("reading {}: {e}", path.display()))
-        .and_then(|text| SigningKey::from_file_text(&text).map_err(|e| format!("{}: {e}", path.display())));
+        .and_then(|text| {
+            SigningKey::from_file_text(&text).map_err(|e| format!("{}: {e}", path.display()))
+        });
     let key = match key {
         Ok(key) => key,
         Err(e) => {
@@ -254,24 +256,41 @@ async fn published_key_check(dns: &Dns, name: &str, key: &SigningKey) -> Finding
     let records = match dns.txt(name).await {
         Lookup::Found(records) => records,
         Lookup::Missing => {
-            return Finding::error("dkim", format!("no DKIM record at {name}"), publish)
+            return Finding::error(
+                "dkim",
+                format!("no DKIM record at {name} (asked {})", dns.server),
+                publish,
+            )
         }
         Lookup::Failed(e) => return dns_failure("dkim", e),
     };
     let Some(record) = records.iter().find(|r| r.contains("p=")) else {
-        return Finding::error("dkim", format!("the TXT record at {name} is no DKIM key"), publish);
+        return Finding::error(
+            "dkim",
+            format!("the TXT record at {name} is no DKIM key"),
+            publish,
+        );
     };
     match published_key(record) {
         Ok(published) if key.matches(&published) => Finding::ok(
             "dkim",
-            format!("{name} publishes the public half of the signing key ({})", key.describe()),
+            format!(
+                "{name} publishes the public half of the signing key ({})",
+                key.describe()
+            ),
         ),
         Ok(_) => Finding::error(
             "dkim",
-            format!("{name} publishes a different key than [send] dkim_key_file: every signature fails"),
+            format!(
+                "{name} publishes a different key than [send] dkim_key_file: every signature fails"
+            ),
             format!("replace the record: {publish}"),
         ),
-        Err(e) => Finding::error("dkim", format!("the DKIM record at {name} is broken: {e}"), publish),
+        Err(e) => Finding::error(
+            "dkim",
+            format!("the DKIM record at {name} is broken: {e}"),
+            publish,
+        ),
     }
 }
 
@@ -331,7 +350,10 @@ pub async fn dmarc_check(dns: &Dns, settings: &Settings) -> Vec<Finding> {
             },
             _ => Finding::error(
                 "dmarc",
-                format!("{name} has {} DMARC records; receivers then ignore them all", dmarc.len()),
+                format!(
+                    "{name} has {} DMARC records; receivers then ignore them all",
+                    dmarc.len()
+                ),
                 "keep one",
             ),
         };
@@ -339,7 +361,7 @@ pub async fn dmarc_check(dns: &Dns, settings: &Settings) -> Vec<Finding> {
     }
     vec![Finding::error(
         "dmarc",
-        format!("no DMARC record at {}", names.join(" or ")),
+        format!("no DMARC record at {} (asked {})", names.join(" or "), dns.server),
         format!(
             "publish a TXT record at _dmarc.{organisational}: \"v=DMARC1; p=none; rua=mailto:dmarc@{organisational}\" (Gmail and Yahoo require one)"
         ),
@@ -357,7 +379,7 @@ pub async fn bounce_mx_check(dns: &Dns, settings: &Settings) -> Vec<Finding> {
         ),
         Lookup::Missing => Finding::error(
             "bounces-mx",
-            format!("bounce domain {domain} has no MX record: bounces cannot come back, and some receivers refuse such a sender"),
+            format!("bounce domain {domain} has no MX record (asked {}): bounces cannot come back, and some receivers refuse such a sender", dns.server),
             format!("publish an MX record for {domain} pointing at the server that hands bounces to Herald"),
         ),
         Lookup::Failed(e) => dns_failure("bounces-mx", e),
@@ -380,7 +402,10 @@ mod tests {
             ("v=spf1 -all", 0),
             ("v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all", 0),
             ("v=spf1 a mx -all", 2),
-            ("v=spf1 include:_spf.example.net include:mail.example.org ~all", 2),
+            (
+                "v=spf1 include:_spf.example.net include:mail.example.org ~all",
+                2,
+            ),
             ("v=spf1 ptr exists:%{i}.spf.example.com -all", 2),
             ("v=spf1 a redirect=_spf.example.com", 2),
         ];
@@ -421,12 +446,19 @@ mod tests {
 
     #[test]
     fn dmarc_policies() {
-        let judge = |record: &str| judge_dmarc("_dmarc.example.com", &Dmarc::parse(record.as_bytes()).unwrap());
+        let judge = |record: &str| {
+            judge_dmarc(
+                "_dmarc.example.com",
+                &Dmarc::parse(record.as_bytes()).unwrap(),
+            )
+        };
         assert_eq!(judge("v=DMARC1; p=reject").level, Level::Ok);
         assert_eq!(judge("v=DMARC1; p=quarantine; pct=100").level, Level::Ok);
         let none = judge("v=DMARC1; p=none; rua=mailto:d@example.com");
         assert_eq!(none.level, Level::Warning);
         assert!(none.message.contains("p=none"), "{}", none.message);
-        assert!(Dmarc::parse(b"v=DMARC1; p=sometimes").map(|d| judge_dmarc("x", &d).level != Level::Ok).unwrap_or(true));
+        assert!(Dmarc::parse(b"v=DMARC1; p=sometimes")
+            .map(|d| judge_dmarc("x", &d).level != Level::Ok)
+            .unwrap_or(true));
     }
 }

@@ -30,7 +30,10 @@ pub fn extensions<'a>(lines: impl IntoIterator<Item = &'a str>) -> Extensions {
         match words.next().map(str::to_ascii_uppercase).as_deref() {
             Some("PIPELINING") => found.pipelining = true,
             Some("SIZE") => {
-                let limit = words.next().and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 0);
+                let limit = words
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n > 0);
                 found.size = Some(limit);
             }
             _ => {}
@@ -142,12 +145,16 @@ async fn probe(target: &Arc<SmtpTarget>, message_bytes: Option<usize>) -> Vec<Fi
     };
     let mut findings = vec![Finding::ok(
         "relay",
-        format!("{place} answered EHLO as {}", connection.server_info().name()),
+        format!(
+            "{place} answered EHLO as {}",
+            connection.server_info().name()
+        ),
     )];
     let (tls, usable) = tls_step(target, &mut connection, &place).await;
     findings.push(tls);
-    if !usable || connection.has_broken() {
-        connection.abort().await;
+    if !usable {
+        // Dropped as it is: after a failed TLS upgrade lettre's stream is
+        // gone, and even a QUIT would panic inside lettre.
         return findings;
     }
     // A fresh EHLO after STARTTLS: the reply before it may differ, and
@@ -247,7 +254,10 @@ async fn starttls_step(
         Ok(()) => (
             Finding::ok(
                 "relay-tls",
-                format!("STARTTLS offered; the certificate is valid for {}", target.host),
+                format!(
+                    "STARTTLS offered; the certificate is valid for {}",
+                    target.host
+                ),
             ),
             true,
         ),
@@ -278,7 +288,10 @@ async fn auth_step(
         .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
         .await
     {
-        Ok(_) => Finding::ok("relay-auth", format!("AUTH as {user:?} accepted by {place}")),
+        Ok(_) => Finding::ok(
+            "relay-auth",
+            format!("AUTH as {user:?} accepted by {place}"),
+        ),
         Err(e) => Finding::error(
             "relay-auth",
             format!("{place} refused AUTH as {user:?}: {}", error_text(&e)),
@@ -299,18 +312,33 @@ mod tests {
         assert!(found.pipelining);
         assert_eq!(found.size, Some(Some(10_240_000)));
         let bare = extensions(["mx.example.com", "SIZE", "STARTTLS"]);
-        assert_eq!(bare, Extensions { pipelining: false, size: Some(None) });
+        assert_eq!(
+            bare,
+            Extensions {
+                pipelining: false,
+                size: Some(None)
+            }
+        );
         // The greeting line is the server's name, never an extension.
         assert_eq!(extensions(["PIPELINING"]), Extensions::default());
     }
 
     #[test]
     fn the_message_is_weighed_against_size() {
-        let limit = Extensions { pipelining: true, size: Some(Some(1_000_000)) };
+        let limit = Extensions {
+            pipelining: true,
+            size: Some(Some(1_000_000)),
+        };
         assert_eq!(judge_size(&limit, Some(999_999)).level, Level::Ok);
         assert_eq!(judge_size(&limit, Some(1_000_001)).level, Level::Error);
-        assert_eq!(judge_size(&Extensions::default(), Some(10)).level, Level::Warning);
-        let unlimited = Extensions { pipelining: false, size: Some(None) };
+        assert_eq!(
+            judge_size(&Extensions::default(), Some(10)).level,
+            Level::Warning
+        );
+        let unlimited = Extensions {
+            pipelining: false,
+            size: Some(None),
+        };
         assert_eq!(judge_size(&unlimited, Some(usize::MAX)).level, Level::Ok);
         assert_eq!(judge_pipelining(&unlimited).level, Level::Warning);
         assert_eq!(judge_pipelining(&limit).level, Level::Ok);

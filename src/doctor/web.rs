@@ -70,7 +70,8 @@ pub async fn checks(settings: &Settings, timeout: Duration) -> Vec<Finding> {
             return findings;
         }
     };
-    let (unsubscribe, feeds) = tokio::join!(unsubscribe_check(&client, base), feeds_check(&client, base));
+    let (unsubscribe, feeds) =
+        tokio::join!(unsubscribe_check(&client, base), feeds_check(&client, base));
     findings.push(unsubscribe);
     findings.push(feeds);
     findings
@@ -82,7 +83,11 @@ async fn unsubscribe_check(client: &reqwest::Client, base: &Url) -> Finding {
     let url = match base.join(&format!("unsubscribe/{}", Token::generate().as_str())) {
         Ok(url) => url,
         Err(e) => {
-            return Finding::error("web-unsubscribe", format!("base_url: {e}"), "fix [site] base_url")
+            return Finding::error(
+                "web-unsubscribe",
+                format!("base_url: {e}"),
+                "fix [site] base_url",
+            )
         }
     };
     let shown = format!("{base}unsubscribe/…");
@@ -96,7 +101,7 @@ async fn unsubscribe_check(client: &reqwest::Client, base: &Url) -> Finding {
         Ok(response) => judge_unsubscribe(&shown, response.status().as_u16()),
         Err(e) => Finding::error(
             "web-unsubscribe",
-            format!("cannot reach {shown}: {}", request_error(&e)),
+            format!("cannot reach {shown}: {}", request_error(&e.without_url())),
             "run `herald serve` where base_url points (mail clients POST there when a reader unsubscribes)",
         ),
     }
@@ -109,7 +114,7 @@ async fn feeds_check(client: &reqwest::Client, base: &Url) -> Finding {
         match client.get(url.clone()).send().await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => problems.push(format!("{url} answers {}", response.status().as_u16())),
-            Err(e) => problems.push(format!("{url}: {}", request_error(&e))),
+            Err(e) => problems.push(format!("{url}: {}", request_error(&e.without_url()))),
         }
     }
     if problems.is_empty() {
@@ -155,7 +160,11 @@ mod tests {
     fn an_unknown_token_must_get_404() {
         assert_eq!(judge_unsubscribe("u", 404).level, Level::Ok);
         for status in [200, 301, 302, 308, 403, 500, 503] {
-            assert_eq!(judge_unsubscribe("u", status).level, Level::Error, "{status}");
+            assert_eq!(
+                judge_unsubscribe("u", status).level,
+                Level::Error,
+                "{status}"
+            );
         }
         assert!(judge_unsubscribe("u", 302).message.contains("redirected"));
     }

@@ -7,6 +7,8 @@ mod check_render_props;
 mod config_cli;
 mod corrupt_database;
 mod crash;
+mod doctor;
+mod doctor_dns;
 mod dovecot;
 mod feeds;
 mod helpers;
