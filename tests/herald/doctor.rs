@@ -91,6 +91,9 @@ fn settings_for(
     ws.settings()
 }
 
+/// From domain, DKIM domain, return-path domain, key, expected levels.
+type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<(&'a str, Level)>);
+
 #[test]
 fn dns_checks_pass_and_fail_as_the_zone_says() {
     if let Some(reason) = skipped() {
@@ -163,7 +166,7 @@ fn dns_checks_pass_and_fail_as_the_zone_says() {
         ("bounces-mx", Level::Ok),
         ("mail-dkim", Level::Ok),
     ];
-    let cases: Vec<(&str, &str, &str, &str, Vec<(&str, Level)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "good.test",
             "good.test",
