@@ -82,6 +82,16 @@ pub enum Command {
     /// backlog), list them, or parse files without touching the database.
     #[command(subcommand)]
     Bounces(BouncesCommand),
+    /// Check the whole setup before a real send: SPF, DKIM, DMARC and
+    /// alignment in DNS, the relay (TLS, AUTH, PIPELINING, SIZE), the web
+    /// side (https, one-click unsubscribe, feeds) and the latest issue's
+    /// mail. Prints a checklist with a fix for each problem; exits 1 when
+    /// any check is an error.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

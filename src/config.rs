@@ -52,6 +52,7 @@ pub struct Settings {
     pub bounces: BounceSettings,
     pub webhooks: WebhookSettings,
     pub database: DatabaseSettings,
+    pub doctor: DoctorSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
@@ -109,6 +110,17 @@ pub struct WebhookSettings {
     /// The user of Postmark's basic auth (the password in
     /// `HERALD_POSTMARK_WEBHOOK_PASSWORD`).
     pub postmark_username: Option<String>,
+}
+
+/// `herald doctor`: where it asks DNS, and how long each check may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DoctorSettings {
+    /// `127.0.0.1:5353`: the DNS server to ask instead of the system's
+    /// resolver (a split-horizon setup, or a test zone). Port 53 if none.
+    pub nameserver: Option<String>,
+    /// Seconds each check may take before it is reported as an error.
+    pub timeout_secs: u64,
 }
 
 /// Webhook secrets; an endpoint whose secret is unset is off (404).
@@ -179,6 +191,9 @@ pub struct SmtpSettings {
     /// The name given in EHLO. Unset: the machine's name when it is fully
     /// qualified, else the From address's domain.
     pub helo_name: Option<String>,
+    /// A PEM file of extra CA certificates to trust for the relay's TLS (a
+    /// private CA); the usual web roots are always trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +265,7 @@ impl Default for Settings {
             bounces: BounceSettings::default(),
             webhooks: WebhookSettings::default(),
             database: DatabaseSettings::default(),
+            doctor: DoctorSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
             imap_password: None,
@@ -300,6 +316,7 @@ impl Default for SmtpSettings {
             username: None,
             timeout_secs: 30,
             helo_name: None,
+            ca_file: None,
         }
     }
 }
@@ -370,6 +387,17 @@ impl Default for BounceSettings {
             imap_processed_folder: "Herald/Processed".into(),
             imap_poll_secs: 60,
             imap_ca_file: None,
+        }
+    }
+}
+
+impl Default for DoctorSettings {
+    fn default() -> Self {
+        DoctorSettings {
+            nameserver: None,
+            // Long enough for a slow resolver's retries or a relay's
+            // greeting delay, short enough that a whole run takes seconds.
+            timeout_secs: 10,
         }
     }
 }
@@ -491,6 +519,10 @@ impl Settings {
                 send.failure_threshold
             );
         }
+        self.doctor_nameserver()?;
+        if self.doctor.timeout_secs == 0 {
+            anyhow::bail!("[doctor] timeout_secs must be at least 1");
+        }
         if self.bounces.soft_bounce_days == 0 {
             anyhow::bail!("[bounces] soft_bounce_days must be at least 1");
         }
@@ -521,6 +553,54 @@ impl Settings {
                     .map_err(|e| anyhow::anyhow!("[bounces] return_path: {e}"))
             })
             .transpose()
+    }
+
+    /// `[doctor] nameserver` as an address (port 53 when none is given).
+    pub fn doctor_nameserver(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        let Some(text) = self.doctor.nameserver.as_deref() else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if let Ok(address) = text.parse::<std::net::SocketAddr>() {
+            return Ok(Some(address));
+        }
+        text.parse::<std::net::IpAddr>()
+            .map(|ip| Some(std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[doctor] nameserver = {text:?} is not an IP address with an optional port, \
+                     e.g. \"127.0.0.1:5353\""
+                )
+            })
+    }
+
+    /// The CAs of `[smtp] ca_file` (none when unset), for a relay with a
+    /// private CA.
+    pub fn smtp_ca_certificates(
+        &self,
+    ) -> anyhow::Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>> {
+        use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        let Some(file) = &self.smtp.ca_file else {
+            return Ok(Vec::new());
+        };
+        let path = self.resolve(file);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading [smtp] ca_file {}", path.display()))?;
+        let certificates = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "[smtp] ca_file {}: not PEM certificates: {e}",
+                    path.display()
+                )
+            })?;
+        if certificates.is_empty() {
+            anyhow::bail!(
+                "[smtp] ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
+        }
+        Ok(certificates)
     }
 
     /// A path from the config, taken relative to the config's folder.
@@ -837,6 +917,11 @@ mod tests {
             ("[send]\nfailure_threshold = 1.5\n", "failure_threshold"),
             ("[send]\nrate = 4000000000\n", "over the maximum"),
             ("[smtp]\nurl = \"gopher://x\"\n", "scheme must be"),
+            (
+                "[doctor]\nnameserver = \"dns.example\"\n",
+                "[doctor] nameserver",
+            ),
+            ("[doctor]\ntimeout_secs = 0\n", "[doctor] timeout_secs"),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", Settings::parse(text).expect_err(text));

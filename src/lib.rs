@@ -8,6 +8,7 @@ pub mod bounce;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => commands::db::run(&load()?, &command),
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
         Command::Bounces(command) => commands::bounces::run(load, &command),
+        Command::Doctor { json } => commands::doctor::run(&load()?, json),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod bounces;
 pub mod build;
 pub mod check;
 pub mod db;
+pub mod doctor;
 pub mod init;
 pub mod preview;
 pub mod send;

@@ -46,6 +46,9 @@ impl AnyTransport {
             _ => String::new(),
         };
         target.hello = ClientId::Domain(settings.helo_name(&machine));
+        target.extra_roots = settings
+            .smtp_ca_certificates()
+            .map_err(crate::error::UserError::wrap)?;
         Ok(AnyTransport::Smtp(Arc::new(target)))
     }
 

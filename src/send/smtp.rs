@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use url::Url;
 
 use super::error::{SendError, Stage};
@@ -43,6 +44,8 @@ pub struct SmtpTarget {
     pub credentials: Option<(String, Secret)>,
     pub timeout: Duration,
     pub hello: ClientId,
+    /// CAs trusted beside the web's roots (`[smtp] ca_file`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl SmtpTarget {
@@ -96,7 +99,18 @@ impl SmtpTarget {
             credentials,
             timeout,
             hello: ClientId::default(),
+            extra_roots: Vec::new(),
         })
+    }
+
+    /// STARTTLS (or implicit TLS) parameters: the host's name checked
+    /// against the web's roots and `extra_roots`.
+    pub fn tls_parameters(&self) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+        let mut builder = TlsParameters::builder(self.host.clone());
+        for root in &self.extra_roots {
+            builder = builder.add_root_certificate(Certificate::from_der(root.to_vec())?);
+        }
+        builder.build()
     }
 
     pub fn describe(&self) -> String {
@@ -130,7 +144,7 @@ impl SmtpTarget {
             .map_err(|e| SendError::transient(format!("setting TCP_NODELAY: {e}")))?;
         let mut connection = match self.tls {
             TlsMode::Implicit => {
-                let stream = ImplicitTls(implicit_tls(tcp, &self.host).await?);
+                let stream = ImplicitTls(implicit_tls(tcp, &self.host, &self.extra_roots).await?);
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
@@ -138,7 +152,8 @@ impl SmtpTarget {
         .map_err(|e| classify(e, Stage::Connection))?;
         let wants_starttls = matches!(self.tls, TlsMode::Opportunistic | TlsMode::Required);
         if wants_starttls && connection.can_starttls() {
-            let parameters = TlsParameters::new(self.host.clone())
+            let parameters = self
+                .tls_parameters()
                 .map_err(|e| SendError::transient(format!("TLS setup: {e}")))?;
             connection
                 .starttls(parameters, &self.hello)
@@ -185,9 +200,15 @@ impl SmtpTarget {
 async fn implicit_tls(
     tcp: TcpStream,
     host: &str,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SendError> {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        roots
+            .add(root.clone())
+            .map_err(|e| SendError::permanent(format!("[smtp] ca_file: {e}")))?;
+    }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

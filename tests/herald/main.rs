@@ -9,6 +9,8 @@ mod corrupt_database;
 mod crash;
 mod db;
 mod db_copy;
+mod doctor;
+mod doctor_dns;
 mod dovecot;
 mod feeds;
 mod helpers;

@@ -68,12 +68,22 @@ fn worker_takes_over(backend: &Backend) {
     sender.kill().unwrap();
     sender.wait().unwrap();
     let before = server.messages().len();
-    assert!(before < RECIPIENTS, "{}: the send was killed mid-way", backend.name());
+    assert!(
+        before < RECIPIENTS,
+        "{}: the send was killed mid-way",
+        backend.name()
+    );
 
     let mut worker = spawn(&config, &["worker"]);
     // A confirmation queued while the worker runs goes out too.
     let added = crate::helpers::herald(
-        &["--config", config.to_str().unwrap(), "subscribers", "add", "late@example.com"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "subscribers",
+            "add",
+            "late@example.com",
+        ],
         s.dir.path(),
     );
     assert!(added.status.success());
@@ -121,7 +131,11 @@ fn worker_takes_over(backend: &Backend) {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(exit.success(), "{}: worker exited with {exit}", backend.name());
+    assert!(
+        exit.success(),
+        "{}: worker exited with {exit}",
+        backend.name()
+    );
 }
 
 #[test]
