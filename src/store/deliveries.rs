@@ -706,10 +706,10 @@ pub async fn scrub_deliveries_of(
 ) -> sqlx::Result<u64> {
     Ok(query(
         "UPDATE deliveries
-         SET recipient = ?, payload = NULL,
+         SET recipient = $1, payload = NULL,
              state = CASE WHEN state IN ('queued', 'deferred', 'sending') THEN 'skipped' ELSE state END,
              lease_until = NULL
-         WHERE subscriber_id = ?",
+         WHERE subscriber_id = $2",
     )
     .bind(placeholder)
     .bind(subscriber_id)
@@ -742,7 +742,7 @@ pub async fn find_delivery_by_id(
     id: i64,
 ) -> sqlx::Result<Option<ReportedDelivery>> {
     let row =
-        query("SELECT id, campaign_id, subscriber_id, recipient FROM deliveries WHERE id = ?")
+        query("SELECT id, campaign_id, subscriber_id, recipient FROM deliveries WHERE id = $1")
             .bind(id)
             .fetch_optional(tx)
             .await?;
@@ -761,8 +761,8 @@ pub async fn find_campaign_delivery_by_message_id(
 ) -> sqlx::Result<Option<ReportedDelivery>> {
     let row = query(
         "SELECT d.id, d.campaign_id, d.subscriber_id, d.recipient
-         FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id AND d.subscriber_id = ?2
-         WHERE c.message_nonce = ?1 AND d.message_id = ?3",
+         FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id AND d.subscriber_id = $2
+         WHERE c.message_nonce = $1 AND d.message_id = $3",
     )
     .bind(campaign_nonce)
     .bind(subscriber_id)
@@ -780,7 +780,7 @@ pub async fn find_transactional_delivery_by_message_id(
 ) -> sqlx::Result<Option<ReportedDelivery>> {
     let row = query(
         "SELECT id, campaign_id, subscriber_id, recipient FROM deliveries
-         WHERE campaign_id IS NULL AND message_id = ?",
+         WHERE campaign_id IS NULL AND message_id = $1",
     )
     .bind(message_id)
     .fetch_optional(tx)
@@ -815,9 +815,9 @@ pub async fn record_delivery_report(
     report: &DeliveryReport<'_>,
 ) -> sqlx::Result<bool> {
     let sql = format!(
-        "UPDATE deliveries SET report_kind = ?2, report_class = ?3, report_status = ?4,
-             report_diagnostic = ?5, reported_at = ?6
-         WHERE id = ?1 AND {} >= {}",
+        "UPDATE deliveries SET report_kind = $2, report_class = $3, report_status = $4,
+             report_diagnostic = $5, reported_at = $6
+         WHERE id = $1 AND {} >= {}",
         report_severity("$2", "$3"),
         report_severity("report_kind", "report_class"),
     );
@@ -863,7 +863,7 @@ pub async fn campaign_report_counts(
                   AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
                   AND d.report_kind = 'complaint') AS complaints
-         FROM campaigns c ORDER BY c.id DESC LIMIT ?",
+         FROM campaigns c ORDER BY c.id DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(tx)
