@@ -4,7 +4,7 @@
 
 use super::{query, query_scalar};
 
-use super::{Millis, Tx};
+use super::{Backend, Millis, Tx};
 
 pub struct NewReport<'a> {
     pub received_at: Millis,
@@ -151,19 +151,32 @@ pub struct ReportRow {
 
 /// The newest reports first, each with its recipients.
 pub async fn list_reports(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<ReportRow>> {
-    let rows = query(
+    // The recipients as one JSON array per report: SQLite's JSON1 and
+    // PostgreSQL's functions differ in name, and json_agg over no rows is
+    // NULL where json_group_array gives [].
+    let recipients = match tx.backend() {
+        Backend::Sqlite => {
+            "json_group_array(json_object(
+                 'address', b.address, 'status', b.status, 'class', b.class,
+                 'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
+                 'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id))"
+        }
+        Backend::Postgres => {
+            "CAST(COALESCE(json_agg(json_build_object(
+                 'address', b.address, 'status', b.status, 'class', b.class,
+                 'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
+                 'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id)
+                 ORDER BY b.id), '[]') AS TEXT)"
+        }
+    };
+    let sql = format!(
         "SELECT r.id, r.received_at, r.channel, r.provider, r.kind, r.matched, r.unmatched,
                 r.raw IS NOT NULL AS raw_kept,
-                (SELECT json_group_array(json_object(
-                     'address', b.address, 'status', b.status, 'class', b.class,
-                     'diagnostic', b.diagnostic, 'matched_by', b.matched_by,
-                     'delivery_id', b.delivery_id, 'subscriber_id', b.subscriber_id))
+                (SELECT {recipients}
                  FROM bounce_recipients b WHERE b.report_id = r.id) AS recipients_json
-         FROM bounce_reports r ORDER BY r.id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(tx)
-    .await?;
+         FROM bounce_reports r ORDER BY r.id DESC LIMIT $1"
+    );
+    let rows = query(&sql).bind(limit).fetch_all(tx).await?;
     // By name, so a column that does not decode is named in the error.
     rows.iter()
         .map(|r| {
