@@ -7,9 +7,11 @@
 //! the switch on and the server unreachable, a test fails; it never passes
 //! without having run.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use herald::store::Store;
+use futures_util::FutureExt;
+use herald::store::{Location, Store};
 use sqlx::Connection;
 
 pub const POSTGRES_SWITCH: &str = "HERALD_TEST_POSTGRES";
@@ -32,9 +34,41 @@ pub fn backends() -> Vec<Backend> {
     all
 }
 
-/// The PostgreSQL server named by the switch; panics when the switch is
-/// off, for tests that only make sense there (and return early before
-/// calling this when it is off).
+/// Runs `test` once on every backend this run tests. A failure names the
+/// backend it happened on, since the assertion itself cannot say.
+pub fn for_each_backend(test: impl Fn(&Backend)) {
+    for backend in backends() {
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| test(&backend))) {
+            fail_on(&backend, panic);
+        }
+    }
+}
+
+/// [`for_each_backend`] for async test bodies.
+pub async fn for_each_backend_async<F, Fut>(test: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in backends() {
+        let outcome = AssertUnwindSafe(test(backend.clone())).catch_unwind().await;
+        if let Err(panic) = outcome {
+            fail_on(&backend, panic);
+        }
+    }
+}
+
+fn fail_on(backend: &Backend, panic: Box<dyn std::any::Any + Send>) -> ! {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(a panic without a message)");
+    panic!("on {}: {message}", backend.name())
+}
+
+/// The PostgreSQL server the switch names, for tests that only make sense
+/// there; `None` (with a line on stderr) when the switch is off.
 pub fn postgres_only() -> Option<Backend> {
     match std::env::var(POSTGRES_SWITCH) {
         Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
@@ -96,8 +130,22 @@ impl TestDatabase {
         Some(self.url.clone())
     }
 
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
+    /// Where the store is, as `Settings::database` would say.
+    pub fn location(&self) -> Location {
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => Location::Sqlite(path.into()),
+            None => Location::Postgres {
+                url: self.url.clone(),
+                password: None,
+            },
+        }
+    }
+
+    /// The store, opened (and migrated) as Herald opens it.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.location())
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e:#}", self.url))
     }
 }
 
@@ -136,6 +184,23 @@ fn on_server(server: &str, statement: &str) -> Result<(), String> {
     })
     .join()
     .map_err(|_| "the thread panicked".to_string())?
+}
+
+/// One value of any type both drivers decode (`Option<String>`,
+/// `Option<Vec<u8>>`, ...), on either backend.
+pub async fn scalar<T>(store: &Store, sql: &str) -> T
+where
+    T: Send + Unpin,
+    (T,): for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    if let Some(pool) = store.sqlite_pool() {
+        sqlx::query_scalar(sql).fetch_one(pool).await
+    } else {
+        let pool = store.postgres_pool().expect("one backend or the other");
+        sqlx::query_scalar(sql).fetch_one(pool).await
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Raw SQL on either backend, for tests that look at (or into) the tables.

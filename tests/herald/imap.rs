@@ -78,7 +78,7 @@ impl Mailbox {
         let config = ImapConfig::from_settings(&settings)
             .expect("valid IMAP settings")
             .expect("imap_url is set");
-        let store = Store::open(&settings.database_path()).await.unwrap();
+        let store = crate::send::open_store(&settings).await;
         let recorder = Recorder::new(store.clone(), Arc::new(settings));
         Mailbox {
             _dovecot: dovecot,

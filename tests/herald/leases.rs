@@ -1,6 +1,7 @@
-//! Leases on a real SQLite file: a run's claims are its own until their
-//! lease lapses; then anyone may claim them, and the first run's late
-//! outcome lands on nothing. A renewed lease keeps the rows.
+//! Leases on a real database (SQLite, and PostgreSQL behind the switch): a
+//! run's claims are its own until their lease lapses; then anyone may
+//! claim them, and the first run's late outcome lands on nothing. A renewed
+//! lease keeps the rows.
 
 use herald::domain::Reply;
 use herald::store::deliveries::{self, DeliveryState, Queue};
@@ -74,50 +75,56 @@ async fn counts(store: &Store) -> deliveries::DeliveryCounts {
 
 #[test]
 fn a_lapsed_lease_returns_the_rows_and_the_dead_run_outcome_lands_on_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    block_on(async {
-        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
-        queue_mail(&store, 3).await;
-        // Run A claims everything with a lease ending at t=1000.
-        assert_eq!(claim(&store, 10, 1_000, "run-a").await, 3);
-        // Before the lease ends nobody else gets them.
-        assert_eq!(claim(&store, 999, 2_000, "run-b").await, 0);
-        // After it (run A died, on whatever machine), run B takes them.
-        assert_eq!(claim(&store, 1_001, 5_000, "run-b").await, 3);
-        // Run A's late outcome lands on nothing: the rows are B's now.
-        mark_all_sent(&store, 3, "run-a").await;
-        assert_eq!(counts(&store).await.get(DeliveryState::Sending), 3);
-        mark_all_sent(&store, 3, "run-b").await;
-        assert_eq!(counts(&store).await.sent, 3);
-        store.close().await;
+    crate::db::for_each_backend(|backend| {
+        let dir = tempfile::tempdir().unwrap();
+        block_on(async {
+            let database = backend.database(dir.path());
+            let store = database.store().await;
+            queue_mail(&store, 3).await;
+            // Run A claims everything with a lease ending at t=1000.
+            assert_eq!(claim(&store, 10, 1_000, "run-a").await, 3);
+            // Before the lease ends nobody else gets them.
+            assert_eq!(claim(&store, 999, 2_000, "run-b").await, 0);
+            // After it (run A died, on whatever machine), run B takes them.
+            assert_eq!(claim(&store, 1_001, 5_000, "run-b").await, 3);
+            // Run A's late outcome lands on nothing: the rows are B's now.
+            mark_all_sent(&store, 3, "run-a").await;
+            assert_eq!(counts(&store).await.get(DeliveryState::Sending), 3);
+            mark_all_sent(&store, 3, "run-b").await;
+            assert_eq!(counts(&store).await.sent, 3);
+            store.close().await;
+        });
     });
 }
 
 #[test]
 fn a_renewed_lease_keeps_the_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    block_on(async {
-        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
-        queue_mail(&store, 2).await;
-        assert_eq!(claim(&store, 10, 1_000, "run-a").await, 2);
-        let mut tx = store.begin().await.unwrap();
-        assert_eq!(
-            deliveries::renew_leases(&mut tx, "run-a", 9_000)
-                .await
-                .unwrap(),
-            2
-        );
-        // Another run's renewal touches none of A's rows.
-        assert_eq!(
-            deliveries::renew_leases(&mut tx, "run-b", 99_000)
-                .await
-                .unwrap(),
-            0
-        );
-        tx.commit().await.unwrap();
-        assert_eq!(claim(&store, 5_000, 10_000, "run-b").await, 0);
-        assert_eq!(claim(&store, 9_001, 10_000, "run-b").await, 2);
-        store.close().await;
+    crate::db::for_each_backend(|backend| {
+        let dir = tempfile::tempdir().unwrap();
+        block_on(async {
+            let database = backend.database(dir.path());
+            let store = database.store().await;
+            queue_mail(&store, 2).await;
+            assert_eq!(claim(&store, 10, 1_000, "run-a").await, 2);
+            let mut tx = store.begin().await.unwrap();
+            assert_eq!(
+                deliveries::renew_leases(&mut tx, "run-a", 9_000)
+                    .await
+                    .unwrap(),
+                2
+            );
+            // Another run's renewal touches none of A's rows.
+            assert_eq!(
+                deliveries::renew_leases(&mut tx, "run-b", 99_000)
+                    .await
+                    .unwrap(),
+                0
+            );
+            tx.commit().await.unwrap();
+            assert_eq!(claim(&store, 5_000, 10_000, "run-b").await, 0);
+            assert_eq!(claim(&store, 9_001, 10_000, "run-b").await, 2);
+            store.close().await;
+        });
     });
 }
 
@@ -159,48 +166,80 @@ impl herald::send::Connection for SlowInbox {
 /// them again.
 #[test]
 fn two_runs_with_short_leases_send_each_message_once() {
-    use herald::send::worker::{run_queue, Counters, MessageSource, SendOptions};
-    use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    block_on(async {
-        let store = Store::open(&dir.path().join("herald.db")).await.unwrap();
-        queue_mail(&store, 40).await;
-        let inbox = SlowInbox::default();
-        let source = Arc::new(MessageSource::Transactional {
-            from: "news@example.com".parse().unwrap(),
-            mail: None,
+    crate::db::for_each_backend(|backend| {
+        use herald::send::worker::{run_queue, Counters, MessageSource, SendOptions};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        block_on(async {
+            let database = backend.database(dir.path());
+            let store = database.store().await;
+            queue_mail(&store, 40).await;
+            let inbox = SlowInbox::default();
+            let source = Arc::new(MessageSource::Transactional {
+                from: "news@example.com".parse().unwrap(),
+                mail: None,
+            });
+            let run = |name: &str| {
+                let mut options =
+                    SendOptions::from_settings(&herald::config::Settings::default().send);
+                options.concurrency = 2;
+                options.batch_size = 10;
+                options.lease = std::time::Duration::from_millis(1_000);
+                options.claimer = name.to_string();
+                let (store, inbox, source) = (store.clone(), inbox.clone(), source.clone());
+                tokio::spawn(async move {
+                    run_queue(
+                        &store,
+                        Arc::new(inbox),
+                        source,
+                        Queue::Transactional,
+                        &options,
+                        Arc::new(Counters::default()),
+                        std::future::pending(),
+                    )
+                    .await
+                    .unwrap()
+                })
+            };
+            let (a, b) = (run("run-a"), run("run-b"));
+            a.await.unwrap();
+            b.await.unwrap();
+            let mut got = inbox.0.lock().unwrap().clone();
+            got.sort();
+            let before = got.len();
+            got.dedup();
+            assert_eq!(before, got.len(), "some recipients got two copies");
+            assert_eq!(got.len(), 40);
+            assert_eq!(counts(&store).await.sent, 40);
+            store.close().await;
         });
-        let run = |name: &str| {
-            let mut options = SendOptions::from_settings(&herald::config::Settings::default().send);
-            options.concurrency = 2;
-            options.batch_size = 10;
-            options.lease = std::time::Duration::from_millis(1_000);
-            options.claimer = name.to_string();
-            let (store, inbox, source) = (store.clone(), inbox.clone(), source.clone());
-            tokio::spawn(async move {
-                run_queue(
-                    &store,
-                    Arc::new(inbox),
-                    source,
-                    Queue::Transactional,
-                    &options,
-                    Arc::new(Counters::default()),
-                    std::future::pending(),
-                )
-                .await
-                .unwrap()
-            })
-        };
-        let (a, b) = (run("run-a"), run("run-b"));
-        a.await.unwrap();
-        b.await.unwrap();
-        let mut got = inbox.0.lock().unwrap().clone();
-        got.sort();
-        let before = got.len();
-        got.dedup();
-        assert_eq!(before, got.len(), "some recipients got two copies");
-        assert_eq!(got.len(), 40);
-        assert_eq!(counts(&store).await.sent, 40);
-        store.close().await;
+    });
+}
+
+/// The lock `herald send` takes is one holder's at a time across two
+/// stores on one database (two processes, or on PostgreSQL two machines),
+/// and free again once its holder lets go.
+#[test]
+fn a_store_lock_has_one_holder_at_a_time() {
+    crate::db::for_each_backend(|backend| {
+        let dir = tempfile::tempdir().unwrap();
+        let database = backend.database(dir.path());
+        block_on(async {
+            let (one, two) = (database.store().await, database.store().await);
+            let held = one.try_lock("send").await.unwrap();
+            assert!(held.is_some(), "a free lock is taken");
+            assert!(
+                two.try_lock("send").await.unwrap().is_none(),
+                "held elsewhere"
+            );
+            assert!(
+                two.try_lock("other").await.unwrap().is_some(),
+                "another name is free"
+            );
+            drop(held);
+            assert!(two.try_lock("send").await.unwrap().is_some(), "let go");
+            one.close().await;
+            two.close().await;
+        });
     });
 }

@@ -23,6 +23,8 @@ use herald::subscription::{SubscriberMail, Subscriptions};
 use mail_parser::MessageParser;
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
+use crate::db::{self, Backend, TestDatabase};
+
 /// One message as the SMTP server received it.
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
@@ -94,6 +96,7 @@ pub struct AppOptions {
     pub language: &'static str,
     /// DKIM-sign with an Ed25519 key as `herald._domainkey.example.com`.
     pub dkim: bool,
+    pub backend: Backend,
 }
 
 impl Default for AppOptions {
@@ -105,6 +108,7 @@ impl Default for AppOptions {
             confirm_ttl_hours: 72,
             language: "en",
             dkim: false,
+            backend: Backend::Sqlite,
         }
     }
 }
@@ -116,11 +120,29 @@ pub struct TestApp {
     pub client: reqwest::Client,
     smtp_port: u16,
     inbox: Inbox,
+    /// The web server and the outbox worker, stopped with the app so that
+    /// a test running on each backend in turn leaves none behind.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Kept for the test's duration: dropping it drops a PostgreSQL
+    /// database.
+    _db: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(AppOptions::default()).await
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_with(AppOptions {
+        backend: backend.clone(),
+        ..AppOptions::default()
+    })
+    .await
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
@@ -133,7 +155,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         root: dir.path().to_path_buf(),
         ..Settings::default()
     };
-    settings.paths.database = dir.path().join("herald.db");
+    let db = options.backend.database(dir.path());
+    settings.database.url = db.settings_url();
     settings.site.base_url = base_url.parse().unwrap();
     settings.site.language = options.language.into();
     settings.mail.from = "Herald Weekly <newsletter@example.com>".into();
@@ -150,7 +173,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     let settings = Arc::new(settings);
 
-    let store = Store::open(&settings.database_path()).await.unwrap();
+    let store = db.store().await;
     let outbox = OutboxSignal::default();
     let web = SubscriberWeb::new(
         store.clone(),
@@ -160,7 +183,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     )
     .unwrap();
     let app = subscriber_routes(web);
-    tokio::spawn(async move {
+    let web_task = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -178,7 +201,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .port();
     let subscriptions =
         Arc::new(Subscriptions::new(settings.clone(), &Templates::builtin()).unwrap());
-    tokio::spawn(run_transactional_worker(
+    let worker = tokio::spawn(run_transactional_worker(
         store.clone(),
         smtp_transport(smtp_port),
         "newsletter@example.com".parse().unwrap(),
@@ -197,6 +220,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .unwrap(),
         smtp_port,
         inbox: Arc::default(),
+        tasks: vec![web_task, worker],
+        _db: db,
         _dir: dir,
     };
     if options.smtp_running {
@@ -255,11 +280,11 @@ impl TestApp {
     /// Deliveries queued for `address` so far (whatever their state): what
     /// the request decided to send, known as soon as it answered.
     pub async fn mail_queued_for(&self, address: &str) -> usize {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE recipient = ?")
-            .bind(address)
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap();
+        let count = db::scalar_i64(
+            &self.store,
+            &format!("SELECT COUNT(*) FROM deliveries WHERE recipient = '{address}'"),
+        )
+        .await;
         count as usize
     }
 

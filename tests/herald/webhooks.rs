@@ -20,7 +20,6 @@ use reqwest::StatusCode;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::json;
 use sha2::Sha256;
-use sqlx::Row;
 
 use herald::config::{Secret, Settings};
 use herald::domain::{ReturnPath, SubscriberEmail, Token, Verp};
@@ -29,6 +28,8 @@ use herald::store::campaigns::{self, NewCampaign};
 use herald::store::secrets;
 use herald::store::subscribers::{self, NewSubscriber, Source, SubscriberState};
 use herald::store::Store;
+
+use crate::db::{self, Backend, TestDatabase};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:herald-bounces";
 const MAILGUN_KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
@@ -210,6 +211,9 @@ struct WebhookApp {
     client: reqwest::Client,
     sns: SnsFake,
     sendgrid_key: p256::ecdsa::SigningKey,
+    /// Kept for the test's duration: dropping it drops a PostgreSQL
+    /// database.
+    _db: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -221,7 +225,7 @@ struct Setup {
     return_path: Option<&'static str>,
 }
 
-async fn spawn_webhooks(setup: Setup) -> WebhookApp {
+async fn spawn_webhooks(backend: &Backend, setup: Setup) -> WebhookApp {
     let dir = tempfile::tempdir().unwrap();
     let sns = SnsFake::start().await;
     let sendgrid_key = p256::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng);
@@ -229,7 +233,8 @@ async fn spawn_webhooks(setup: Setup) -> WebhookApp {
         root: dir.path().to_path_buf(),
         ..Settings::default()
     };
-    settings.paths.database = dir.path().join("herald.db");
+    let db = backend.database(dir.path());
+    settings.database.url = db.settings_url();
     settings.bounces.return_path = setup.return_path.map(String::from);
     if !setup.every_endpoint_off {
         settings.webhooks.ses_topic_arns = vec![TOPIC.into()];
@@ -257,14 +262,15 @@ async fn spawn_webhooks(setup: Setup) -> WebhookApp {
             .unwrap(),
         sns,
         sendgrid_key,
+        _db: db,
         _dir: dir,
     }
 }
 
 /// One web front end: its own store (connection pools) on the database
-/// file, the webhook routes on a free port. Returns its base URL.
+/// database, the webhook routes on a free port. Returns its base URL.
 async fn serve_front_end(settings: &Arc<Settings>) -> (String, Store) {
-    let store = Store::open(&settings.database_path()).await.unwrap();
+    let store = crate::send::open_store(settings).await;
     let app = webhook_routes(WebhookState::new(store.clone(), settings.clone()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -308,49 +314,59 @@ impl WebhookApp {
     }
 
     async fn state_of(&self, email: &str) -> String {
-        sqlx::query_scalar("SELECT state FROM subscribers WHERE email = ?")
-            .bind(email)
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
+        db::scalar_text(
+            &self.store,
+            &format!("SELECT state FROM subscribers WHERE email = '{email}'"),
+        )
+        .await
     }
 
     /// Every table's row count and every subscriber's state: what a
     /// refused request must leave as it was.
     async fn snapshot(&self) -> BTreeMap<String, String> {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )
-        .fetch_all(self.store.pool())
-        .await
-        .unwrap();
+        let tables_sql = match self.store.backend() {
+            herald::store::Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            }
+            herald::store::Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            }
+        };
+        let tables = db::texts(&self.store, tables_sql).await;
+        assert!(tables.iter().any(|t| t == "subscribers"), "{tables:?}");
         let mut snapshot = BTreeMap::new();
         for table in tables {
-            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{table}\""))
-                .fetch_one(self.store.pool())
-                .await
-                .unwrap();
+            let count =
+                db::scalar_i64(&self.store, &format!("SELECT COUNT(*) FROM \"{table}\"")).await;
             snapshot.insert(format!("rows in {table}"), count.to_string());
         }
-        let rows = sqlx::query("SELECT email, state, state_changed_at FROM subscribers")
-            .fetch_all(self.store.pool())
-            .await
-            .unwrap();
+        let rows = db::texts(
+            &self.store,
+            "SELECT email || ' ' || state || ' at ' || CAST(state_changed_at AS TEXT) \
+             FROM subscribers",
+        )
+        .await;
         for row in rows {
-            let email: String = row.get(0);
-            let state: String = row.get(1);
-            let changed: i64 = row.get(2);
-            snapshot.insert(email, format!("{state} at {changed}"));
+            let (email, state) = row.split_once(' ').unwrap();
+            snapshot.insert(email.to_string(), state.to_string());
         }
         snapshot
     }
 
     /// (provider, kind) of every report recorded, oldest first.
     async fn reports(&self) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT provider, kind FROM bounce_reports ORDER BY id")
-            .fetch_all(self.store.pool())
-            .await
-            .unwrap()
+        db::texts(
+            &self.store,
+            "SELECT provider || ' ' || kind FROM bounce_reports ORDER BY id",
+        )
+        .await
+        .into_iter()
+        .map(|row| {
+            let (provider, kind) = row.split_once(' ').unwrap();
+            (provider.to_string(), kind.to_string())
+        })
+        .collect()
     }
 
     async fn post(
@@ -399,47 +415,48 @@ impl WebhookApp {
 
 #[tokio::test]
 async fn ses_through_sns_confirms_verifies_and_records() {
-    let app = spawn_webhooks(Setup::default()).await;
-    app.add_subscriber("jane@example.com").await;
-    app.add_subscriber("richard@example.com").await;
-    let now = chrono::Utc::now();
+    crate::db::for_each_backend_async(|backend| async move {
+        let app = spawn_webhooks(&backend, Setup::default()).await;
+        app.add_subscriber("jane@example.com").await;
+        app.add_subscriber("richard@example.com").await;
+        let now = chrono::Utc::now();
 
-    let confirmation = app.sns.message(
-        "SubscriptionConfirmation",
-        "You have chosen to subscribe.",
-        "1",
-        now,
-    );
-    assert_eq!(app.post_sns(&confirmation).await, StatusCode::OK);
-    assert_eq!(app.sns.confirmations.load(Ordering::SeqCst), 1);
+        let confirmation = app.sns.message(
+            "SubscriptionConfirmation",
+            "You have chosen to subscribe.",
+            "1",
+            now,
+        );
+        assert_eq!(app.post_sns(&confirmation).await, StatusCode::OK);
+        assert_eq!(app.sns.confirmations.load(Ordering::SeqCst), 1);
 
-    // Forged: a notification whose Message was changed after signing.
-    let mut forged = app.sns.message(
-        "Notification",
-        &ses_bounce("jane@example.com", "Permanent"),
-        "1",
-        now,
-    );
-    forged["Message"] = json!(ses_bounce("richard@example.com", "Permanent"));
-    let before = app.snapshot().await;
-    app.assert_refused("a forged SNS message", app.post_sns(&forged).await, &before)
-        .await;
+        // Forged: a notification whose Message was changed after signing.
+        let mut forged = app.sns.message(
+            "Notification",
+            &ses_bounce("jane@example.com", "Permanent"),
+            "1",
+            now,
+        );
+        forged["Message"] = json!(ses_bounce("richard@example.com", "Permanent"));
+        let before = app.snapshot().await;
+        app.assert_refused("a forged SNS message", app.post_sns(&forged).await, &before)
+            .await;
 
-    // Stale: signed, but an hour old.
-    let stale = app.sns.message(
-        "Notification",
-        &ses_bounce("jane@example.com", "Permanent"),
-        "2",
-        now - chrono::Duration::hours(1),
-    );
-    app.assert_refused("a stale SNS message", app.post_sns(&stale).await, &before)
-        .await;
+        // Stale: signed, but an hour old.
+        let stale = app.sns.message(
+            "Notification",
+            &ses_bounce("jane@example.com", "Permanent"),
+            "2",
+            now - chrono::Duration::hours(1),
+        );
+        app.assert_refused("a stale SNS message", app.post_sns(&stale).await, &before)
+            .await;
 
-    // A certificate from a host not on the allow-list is never fetched,
-    // whatever it would say; nor is plain HTTP to a host matched only by
-    // a pattern.
-    let fetches = app.sns.certificate_fetches.load(Ordering::SeqCst);
-    for foreign_url in [
+        // A certificate from a host not on the allow-list is never fetched,
+        // whatever it would say; nor is plain HTTP to a host matched only by
+        // a pattern.
+        let fetches = app.sns.certificate_fetches.load(Ordering::SeqCst);
+        for foreign_url in [
         app.sns.cert_url().replace("127.0.0.1", "127.0.0.2"),
         "https://sns.us-east-1.amazonaws.com.attacker.example/SimpleNotificationService-test.pem"
             .to_string(),
@@ -460,105 +477,107 @@ async fn ses_through_sns_confirms_verifies_and_records() {
         )
         .await;
     }
-    assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), fetches);
+        assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), fetches);
 
-    // On an allowed host, but no certificate there, or an expired one.
-    for (path, what) in [
-        ("/missing.pem", "a certificate URL with no certificate"),
-        (
-            "/SimpleNotificationService-expired.pem",
-            "an expired certificate",
-        ),
-    ] {
-        let mut message = app.sns.message(
+        // On an allowed host, but no certificate there, or an expired one.
+        for (path, what) in [
+            ("/missing.pem", "a certificate URL with no certificate"),
+            (
+                "/SimpleNotificationService-expired.pem",
+                "an expired certificate",
+            ),
+        ] {
+            let mut message = app.sns.message(
+                "Notification",
+                &ses_bounce("jane@example.com", "Permanent"),
+                "2",
+                now,
+            );
+            message["SigningCertURL"] = json!(format!("{}{path}", app.sns.base_url));
+            app.sns.sign(&mut message);
+            app.assert_refused(what, app.post_sns(&message).await, &before)
+                .await;
+        }
+
+        // A subscription confirmation whose SubscribeURL leaves the allow-list
+        // is refused and the URL is not fetched.
+        let mut foreign_confirmation =
+            app.sns
+                .message("SubscriptionConfirmation", "again", "1", now);
+        foreign_confirmation["SubscribeURL"] = json!("http://127.0.0.2:9/confirm");
+        app.sns.sign(&mut foreign_confirmation);
+        app.assert_refused(
+            "a SubscribeURL off the allow-list",
+            app.post_sns(&foreign_confirmation).await,
+            &before,
+        )
+        .await;
+
+        // Authentic, from a topic that is not ours: refused.
+        let mut other_topic = app.sns.message(
             "Notification",
             &ses_bounce("jane@example.com", "Permanent"),
+            "1",
+            now,
+        );
+        other_topic["TopicArn"] = json!("arn:aws:sns:us-east-1:999999999999:someone-else");
+        app.sns.sign(&mut other_topic);
+        assert_eq!(app.post_sns(&other_topic).await, StatusCode::FORBIDDEN);
+        assert_eq!(app.snapshot().await, before);
+
+        // Accepted: a permanent bounce (SHA-1) and a complaint (SHA-256).
+        let bounce = app.sns.message(
+            "Notification",
+            &ses_bounce("jane@example.com", "Permanent"),
+            "1",
+            now,
+        );
+        assert_eq!(app.post_sns(&bounce).await, StatusCode::OK);
+        assert_eq!(app.state_of("jane@example.com").await, "bounced");
+        assert_eq!(app.state_of("richard@example.com").await, "active");
+        let complaint = app.sns.message(
+            "Notification",
+            &ses_complaint("richard@example.com"),
             "2",
             now,
         );
-        message["SigningCertURL"] = json!(format!("{}{path}", app.sns.base_url));
-        app.sns.sign(&mut message);
-        app.assert_refused(what, app.post_sns(&message).await, &before)
-            .await;
-    }
+        assert_eq!(app.post_sns(&complaint).await, StatusCode::OK);
+        assert_eq!(app.state_of("richard@example.com").await, "complained");
 
-    // A subscription confirmation whose SubscribeURL leaves the allow-list
-    // is refused and the URL is not fetched.
-    let mut foreign_confirmation = app
-        .sns
-        .message("SubscriptionConfirmation", "again", "1", now);
-    foreign_confirmation["SubscribeURL"] = json!("http://127.0.0.2:9/confirm");
-    app.sns.sign(&mut foreign_confirmation);
-    app.assert_refused(
-        "a SubscribeURL off the allow-list",
-        app.post_sns(&foreign_confirmation).await,
-        &before,
-    )
-    .await;
+        // Replayed: the same signed message again.
+        let after = app.snapshot().await;
+        app.assert_refused(
+            "a replayed SNS message",
+            app.post_sns(&bounce).await,
+            &after,
+        )
+        .await;
 
-    // Authentic, from a topic that is not ours: refused.
-    let mut other_topic = app.sns.message(
-        "Notification",
-        &ses_bounce("jane@example.com", "Permanent"),
-        "1",
-        now,
-    );
-    other_topic["TopicArn"] = json!("arn:aws:sns:us-east-1:999999999999:someone-else");
-    app.sns.sign(&mut other_topic);
-    assert_eq!(app.post_sns(&other_topic).await, StatusCode::FORBIDDEN);
-    assert_eq!(app.snapshot().await, before);
-
-    // Accepted: a permanent bounce (SHA-1) and a complaint (SHA-256).
-    let bounce = app.sns.message(
-        "Notification",
-        &ses_bounce("jane@example.com", "Permanent"),
-        "1",
-        now,
-    );
-    assert_eq!(app.post_sns(&bounce).await, StatusCode::OK);
-    assert_eq!(app.state_of("jane@example.com").await, "bounced");
-    assert_eq!(app.state_of("richard@example.com").await, "active");
-    let complaint = app.sns.message(
-        "Notification",
-        &ses_complaint("richard@example.com"),
-        "2",
-        now,
-    );
-    assert_eq!(app.post_sns(&complaint).await, StatusCode::OK);
-    assert_eq!(app.state_of("richard@example.com").await, "complained");
-
-    // Replayed: the same signed message again.
-    let after = app.snapshot().await;
-    app.assert_refused(
-        "a replayed SNS message",
-        app.post_sns(&bounce).await,
-        &after,
-    )
-    .await;
-
-    // Delivery events are accepted and change nothing.
-    let delivery =
-        json!({"notificationType": "Delivery", "mail": {"source": "bounces@example.com"},
+        // Delivery events are accepted and change nothing.
+        let delivery =
+            json!({"notificationType": "Delivery", "mail": {"source": "bounces@example.com"},
                           "delivery": {"recipients": ["jane@example.com"]}})
-        .to_string();
-    let delivered = app.sns.message("Notification", &delivery, "2", now);
-    assert_eq!(app.post_sns(&delivered).await, StatusCode::OK);
-    let mut expected = after.clone();
-    expected.insert(
-        "rows in webhook_replays".into(),
-        (after["rows in webhook_replays"].parse::<i64>().unwrap() + 1).to_string(),
-    );
-    assert_eq!(app.snapshot().await, expected);
-    assert_eq!(
-        app.reports().await,
-        vec![
-            ("ses".to_string(), "bounce".to_string()),
-            ("ses".to_string(), "complaint".to_string())
-        ]
-    );
+            .to_string();
+        let delivered = app.sns.message("Notification", &delivery, "2", now);
+        assert_eq!(app.post_sns(&delivered).await, StatusCode::OK);
+        let mut expected = after.clone();
+        expected.insert(
+            "rows in webhook_replays".into(),
+            (after["rows in webhook_replays"].parse::<i64>().unwrap() + 1).to_string(),
+        );
+        assert_eq!(app.snapshot().await, expected);
+        assert_eq!(
+            app.reports().await,
+            vec![
+                ("ses".to_string(), "bounce".to_string()),
+                ("ses".to_string(), "complaint".to_string())
+            ]
+        );
 
-    // One certificate fetch served every message.
-    assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), 1);
+        // One certificate fetch served every message.
+        assert_eq!(app.sns.certificate_fetches.load(Ordering::SeqCst), 1);
+    })
+    .await;
 }
 
 /// With a VERP return path, SES reports the envelope sender
@@ -567,7 +586,8 @@ async fn ses_through_sns_confirms_verifies_and_records() {
 /// Message-ID.
 #[tokio::test]
 async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
-    let app = spawn_webhooks(Setup {
+    crate::db::for_each_backend_async(|backend| async move {
+    let app = spawn_webhooks(&backend, Setup {
         return_path: Some("bounces@example.com"),
         ..Setup::default()
     })
@@ -596,11 +616,11 @@ async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
         .unwrap();
     let key = secrets::verp_key(&mut tx, now).await.unwrap();
     tx.commit().await.unwrap();
-    let jane_delivery: i64 =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE recipient = 'jane@example.com'")
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+    let jane_delivery = db::scalar_i64(
+        &app.store,
+        "SELECT id FROM deliveries WHERE recipient = 'jane@example.com'",
+    )
+    .await;
     let verp = Verp::new(ReturnPath::parse("bounces@example.com").unwrap(), key);
 
     let notification = json!({
@@ -620,19 +640,19 @@ async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
     assert_eq!(app.post_sns(&message).await, StatusCode::OK);
     assert_eq!(app.state_of("jane@example.com").await, "bounced");
     assert_eq!(app.state_of("john@example.com").await, "active");
-    let (kind, status): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT report_kind, report_status FROM deliveries WHERE id = ?")
-            .bind(jane_delivery)
-            .fetch_one(app.store.pool())
-            .await
-            .unwrap();
+    let column = |name: &str| format!("SELECT {name} FROM deliveries WHERE id = {jane_delivery}");
+    let kind: Option<String> = db::scalar(&app.store, &column("report_kind")).await;
+    let status: Option<String> = db::scalar(&app.store, &column("report_status")).await;
     assert_eq!(kind.as_deref(), Some("bounce"));
     assert_eq!(status.as_deref(), Some("5.1.1"));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn mailgun_signed_events_current_and_legacy() {
-    let app = spawn_webhooks(Setup::default()).await;
+    crate::db::for_each_backend_async(|backend| async move {
+    let app = spawn_webhooks(&backend, Setup::default()).await;
     app.add_subscriber("alice@example.com").await;
     app.add_subscriber("carol@example.com").await;
     let json_headers = [("content-type", "application/json".to_string())];
@@ -757,11 +777,14 @@ async fn mailgun_signed_events_current_and_legacy() {
         StatusCode::OK
     );
     assert_eq!(app.state_of("carol@example.com").await, "complained");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn sendgrid_signed_event_batches() {
-    let app = spawn_webhooks(Setup::default()).await;
+    crate::db::for_each_backend_async(|backend| async move {
+    let app = spawn_webhooks(&backend, Setup::default()).await;
     app.add_subscriber("gone@example.com").await;
     app.add_subscriber("spam@example.com").await;
     app.add_subscriber("late@example.com").await;
@@ -865,11 +888,14 @@ async fn sendgrid_signed_event_batches() {
         &after,
     )
     .await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn postmark_basic_auth_bounces_and_complaints() {
-    let app = spawn_webhooks(Setup::default()).await;
+    crate::db::for_each_backend_async(|backend| async move {
+    let app = spawn_webhooks(&backend, Setup::default()).await;
     app.add_subscriber("john@example.com").await;
     app.add_subscriber("mary@example.com").await;
     let record = |record_type: &str, bounce_type: &str, id: u64, email: &str| {
@@ -952,148 +978,163 @@ async fn postmark_basic_auth_bounces_and_complaints() {
         StatusCode::OK
     );
     assert_eq!(app.state_of("mary@example.com").await, "complained");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn generic_endpoint_signed_json() {
-    let app = spawn_webhooks(Setup::default()).await;
-    app.add_subscriber("jane@example.com").await;
-    app.add_subscriber("bob@example.com").await;
-    let signed = |timestamp: i64, body: &str, secret: &str| {
-        let timestamp = timestamp.to_string();
-        vec![
-            ("content-type", "application/json".to_string()),
-            (
-                "X-Herald-Signature",
-                format!(
-                    "sha256={}",
-                    hmac_hex(secret, &[timestamp.as_bytes(), b".", body.as_bytes()])
+    crate::db::for_each_backend_async(|backend| async move {
+        let app = spawn_webhooks(&backend, Setup::default()).await;
+        app.add_subscriber("jane@example.com").await;
+        app.add_subscriber("bob@example.com").await;
+        let signed = |timestamp: i64, body: &str, secret: &str| {
+            let timestamp = timestamp.to_string();
+            vec![
+                ("content-type", "application/json".to_string()),
+                (
+                    "X-Herald-Signature",
+                    format!(
+                        "sha256={}",
+                        hmac_hex(secret, &[timestamp.as_bytes(), b".", body.as_bytes()])
+                    ),
                 ),
-            ),
-            ("X-Herald-Timestamp", timestamp),
-        ]
-    };
-    let bounce = json!({"id": "relay-evt-1", "event": "bounce", "recipient": "jane@example.com",
+                ("X-Herald-Timestamp", timestamp),
+            ]
+        };
+        let bounce =
+            json!({"id": "relay-evt-1", "event": "bounce", "recipient": "jane@example.com",
                         "status": "5.1.1", "class": "hard", "diagnostic": "550 5.1.1 no such user",
                         "message_id": "<issue-1.abc@example.com>"})
-    .to_string();
-    let before = app.snapshot().await;
-    app.assert_refused(
-        "a wrong secret",
-        app.post(
-            "/webhooks/generic",
-            &signed(unix_now(), &bounce, "guess"),
-            bounce.clone(),
-        )
-        .await,
-        &before,
-    )
-    .await;
-    app.assert_refused(
-        "a stale request",
-        app.post(
-            "/webhooks/generic",
-            &signed(unix_now() - 3600, &bounce, GENERIC_SECRET),
-            bounce.clone(),
-        )
-        .await,
-        &before,
-    )
-    .await;
-    app.assert_refused(
-        "an unsigned request",
-        app.post(
-            "/webhooks/generic",
-            &[("content-type", "application/json".to_string())],
-            bounce.clone(),
-        )
-        .await,
-        &before,
-    )
-    .await;
-    // Signed, but not the documented body: 400, and nothing changes.
-    let misspelt = r#"{"id": "x", "event": "bounce", "recipent": "jane@example.com"}"#;
-    assert_eq!(
-        app.post(
-            "/webhooks/generic",
-            &signed(unix_now(), misspelt, GENERIC_SECRET),
-            misspelt
-        )
-        .await,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(app.snapshot().await, before);
-
-    let headers = signed(unix_now(), &bounce, GENERIC_SECRET);
-    assert_eq!(
-        app.post("/webhooks/generic", &headers, bounce.clone())
-            .await,
-        StatusCode::OK
-    );
-    assert_eq!(app.state_of("jane@example.com").await, "bounced");
-    let after = app.snapshot().await;
-    app.assert_refused(
-        "a replayed request",
-        app.post("/webhooks/generic", &headers, bounce).await,
-        &after,
-    )
-    .await;
-
-    let complaint =
-        json!([{"id": "relay-evt-2", "event": "complaint", "recipient": "bob@example.com"}])
             .to_string();
-    assert_eq!(
-        app.post(
-            "/webhooks/generic",
-            &signed(unix_now(), &complaint, GENERIC_SECRET),
-            complaint
+        let before = app.snapshot().await;
+        app.assert_refused(
+            "a wrong secret",
+            app.post(
+                "/webhooks/generic",
+                &signed(unix_now(), &bounce, "guess"),
+                bounce.clone(),
+            )
+            .await,
+            &before,
         )
-        .await,
-        StatusCode::OK
-    );
-    assert_eq!(app.state_of("bob@example.com").await, "complained");
+        .await;
+        app.assert_refused(
+            "a stale request",
+            app.post(
+                "/webhooks/generic",
+                &signed(unix_now() - 3600, &bounce, GENERIC_SECRET),
+                bounce.clone(),
+            )
+            .await,
+            &before,
+        )
+        .await;
+        app.assert_refused(
+            "an unsigned request",
+            app.post(
+                "/webhooks/generic",
+                &[("content-type", "application/json".to_string())],
+                bounce.clone(),
+            )
+            .await,
+            &before,
+        )
+        .await;
+        // Signed, but not the documented body: 400, and nothing changes.
+        let misspelt = r#"{"id": "x", "event": "bounce", "recipent": "jane@example.com"}"#;
+        assert_eq!(
+            app.post(
+                "/webhooks/generic",
+                &signed(unix_now(), misspelt, GENERIC_SECRET),
+                misspelt
+            )
+            .await,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(app.snapshot().await, before);
+
+        let headers = signed(unix_now(), &bounce, GENERIC_SECRET);
+        assert_eq!(
+            app.post("/webhooks/generic", &headers, bounce.clone())
+                .await,
+            StatusCode::OK
+        );
+        assert_eq!(app.state_of("jane@example.com").await, "bounced");
+        let after = app.snapshot().await;
+        app.assert_refused(
+            "a replayed request",
+            app.post("/webhooks/generic", &headers, bounce).await,
+            &after,
+        )
+        .await;
+
+        let complaint =
+            json!([{"id": "relay-evt-2", "event": "complaint", "recipient": "bob@example.com"}])
+                .to_string();
+        assert_eq!(
+            app.post(
+                "/webhooks/generic",
+                &signed(unix_now(), &complaint, GENERIC_SECRET),
+                complaint
+            )
+            .await,
+            StatusCode::OK
+        );
+        assert_eq!(app.state_of("bob@example.com").await, "complained");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn endpoints_without_a_secret_are_off_and_bodies_are_capped() {
-    let off = spawn_webhooks(Setup {
-        every_endpoint_off: true,
-        ..Setup::default()
+    crate::db::for_each_backend_async(|backend| async move {
+        let off = spawn_webhooks(
+            &backend,
+            Setup {
+                every_endpoint_off: true,
+                ..Setup::default()
+            },
+        )
+        .await;
+        for path in [
+            "/webhooks/ses",
+            "/webhooks/mailgun",
+            "/webhooks/sendgrid",
+            "/webhooks/postmark",
+            "/webhooks/generic",
+        ] {
+            assert_eq!(
+                off.post(path, &[], "{}").await,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+
+        let on = spawn_webhooks(&backend, Setup::default()).await;
+        let huge = vec![b' '; 2 * 1024 * 1024];
+        assert_eq!(
+            on.post(
+                "/webhooks/generic",
+                &[("content-type", "application/json".to_string())],
+                huge
+            )
+            .await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     })
     .await;
-    for path in [
-        "/webhooks/ses",
-        "/webhooks/mailgun",
-        "/webhooks/sendgrid",
-        "/webhooks/postmark",
-        "/webhooks/generic",
-    ] {
-        assert_eq!(
-            off.post(path, &[], "{}").await,
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
-    }
-
-    let on = spawn_webhooks(Setup::default()).await;
-    let huge = vec![b' '; 2 * 1024 * 1024];
-    assert_eq!(
-        on.post(
-            "/webhooks/generic",
-            &[("content-type", "application/json".to_string())],
-            huge
-        )
-        .await,
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
 }
 
 /// `herald serve` itself serves the webhooks, with the secret from its
 /// environment and the list in its own database file.
 #[tokio::test]
 async fn the_serve_command_serves_the_webhooks() {
+    crate::db::for_each_backend_async(|backend| async move {
     let ws = crate::helpers::Workspace::with_examples("");
-    let store = Store::open(&ws.path().join("herald.db")).await.unwrap();
+    let database = backend.database(ws.path());
+    std::fs::write(ws.config(), database.config()).unwrap();
+    let store = database.store().await;
     add_active_subscriber(&store, "jane@example.com").await;
 
     let (mut child, address) =
@@ -1137,12 +1178,14 @@ async fn the_serve_command_serves_the_webhooks() {
     assert_eq!(unsigned, StatusCode::UNAUTHORIZED);
     assert_eq!(signed, StatusCode::OK);
     assert_eq!(mailgun_off, StatusCode::NOT_FOUND);
-    let state: String =
-        sqlx::query_scalar("SELECT state FROM subscribers WHERE email = 'jane@example.com'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let state = db::scalar_text(
+        &store,
+        "SELECT state FROM subscribers WHERE email = 'jane@example.com'",
+    )
+    .await;
     assert_eq!(state, "bounced");
+    })
+    .await;
 }
 
 /// A secret that cannot be used stops `herald serve` at once, naming the
@@ -1169,37 +1212,41 @@ fn a_bad_sendgrid_key_stops_serve_without_printing_it() {
 /// same list refuses a request the first one accepted.
 #[tokio::test]
 async fn a_replay_is_refused_by_another_front_end_on_the_same_database() {
-    let app = spawn_webhooks(Setup::default()).await;
-    app.add_subscriber("jane@example.com").await;
-    let (second, _second_store) = serve_front_end(&app.settings).await;
-    let body = json!({"id": "relay-evt-9", "event": "complaint", "recipient": "jane@example.com"})
-        .to_string();
-    let timestamp = unix_now().to_string();
-    let signature = hmac_hex(
-        GENERIC_SECRET,
-        &[timestamp.as_bytes(), b".", body.as_bytes()],
-    );
-    let headers = [
-        ("X-Herald-Timestamp", timestamp),
-        ("X-Herald-Signature", format!("sha256={signature}")),
-    ];
-    assert_eq!(
-        app.post("/webhooks/generic", &headers, body.clone()).await,
-        StatusCode::OK
-    );
-    assert_eq!(app.state_of("jane@example.com").await, "complained");
-    let after = app.snapshot().await;
-    let mut replay = app
-        .client
-        .post(format!("{second}/webhooks/generic"))
-        .body(body);
-    for (name, value) in &headers {
-        replay = replay.header(*name, value);
-    }
-    app.assert_refused(
-        "a replay sent to the other front end",
-        replay.send().await.unwrap().status(),
-        &after,
-    )
+    crate::db::for_each_backend_async(|backend| async move {
+        let app = spawn_webhooks(&backend, Setup::default()).await;
+        app.add_subscriber("jane@example.com").await;
+        let (second, _second_store) = serve_front_end(&app.settings).await;
+        let body =
+            json!({"id": "relay-evt-9", "event": "complaint", "recipient": "jane@example.com"})
+                .to_string();
+        let timestamp = unix_now().to_string();
+        let signature = hmac_hex(
+            GENERIC_SECRET,
+            &[timestamp.as_bytes(), b".", body.as_bytes()],
+        );
+        let headers = [
+            ("X-Herald-Timestamp", timestamp),
+            ("X-Herald-Signature", format!("sha256={signature}")),
+        ];
+        assert_eq!(
+            app.post("/webhooks/generic", &headers, body.clone()).await,
+            StatusCode::OK
+        );
+        assert_eq!(app.state_of("jane@example.com").await, "complained");
+        let after = app.snapshot().await;
+        let mut replay = app
+            .client
+            .post(format!("{second}/webhooks/generic"))
+            .body(body);
+        for (name, value) in &headers {
+            replay = replay.header(*name, value);
+        }
+        app.assert_refused(
+            "a replay sent to the other front end",
+            replay.send().await.unwrap().status(),
+            &after,
+        )
+        .await;
+    })
     .await;
 }
