@@ -197,28 +197,24 @@ pub enum RunEnd {
 }
 
 /// Records a batch of results in one transaction and, once it commits,
-/// adds them to `counters` (so a retried batch is counted once). Returns
-/// each attempt's outcome in order (true: accepted), for the failure
-/// window.
+/// adds them to `counters` (so a retried batch is counted once).
 async fn record_results(
     store: &Store,
     results: &[AttemptResult],
     policy: &RetryPolicy,
     counters: &Counters,
     claimer: &str,
-) -> anyhow::Result<Vec<bool>> {
+) -> anyhow::Result<()> {
     let now = now_millis();
     let shared = counters;
     let counters = &Counters::default();
     let mut tx = store.begin().await?;
-    let mut outcomes = Vec::with_capacity(results.len());
     let mut sent = Vec::new();
     for result in results {
         let delivery = &result.delivery;
         match &result.attempt {
             Attempt::Sent(reply) => {
                 sent.push((delivery.id, reply));
-                outcomes.push(true);
             }
             Attempt::Failed(error) => {
                 match decide(
@@ -256,7 +252,6 @@ async fn record_results(
                         }
                     }
                 }
-                outcomes.push(false);
             }
             Attempt::Released => deliveries::release_claim(&mut tx, delivery.id, claimer).await?,
         }
@@ -267,7 +262,7 @@ async fn record_results(
         .fetch_add(sent.len() as u64, Ordering::Relaxed);
     tx.commit().await.context("recording delivery outcomes")?;
     shared.add(counters);
-    Ok(outcomes)
+    Ok(())
 }
 
 /// Claims the next due rows: queued ones, deferred ones whose time has
@@ -299,6 +294,17 @@ async fn claim_batch(
     }
     tx.commit().await.context("claiming deliveries")?;
     Ok(claimed)
+}
+
+async fn earliest_foreign_lease(
+    store: &Store,
+    queue: Queue,
+    claimer: &str,
+) -> anyhow::Result<Option<crate::store::Millis>> {
+    let mut tx = store.begin_read().await?;
+    let lease = deliveries::earliest_foreign_lease(&mut tx, queue, claimer).await?;
+    tx.commit().await?;
+    Ok(lease)
 }
 
 /// Sends one message on `connection`, opening it first if needed. A broken
@@ -358,12 +364,18 @@ pub async fn send_next_batch<T: Transport>(
         let attempt = attempt(transport, connection, source, &delivery).await;
         results.push(AttemptResult { delivery, attempt });
     }
-    let outcomes =
-        record_results(store, &results, &options.retry, counters, &options.claimer).await?;
-    let sent = outcomes.iter().filter(|ok| **ok).count() as u64;
+    record_results(store, &results, &options.retry, counters, &options.claimer).await?;
+    let sent = results
+        .iter()
+        .filter(|r| matches!(r.attempt, Attempt::Sent(_)))
+        .count() as u64;
+    let failed_attempts = results
+        .iter()
+        .filter(|r| matches!(r.attempt, Attempt::Failed(_)))
+        .count() as u64;
     Ok(Outcome::Worked {
         sent,
-        failed_attempts: outcomes.len() as u64 - sent,
+        failed_attempts,
     })
 }
 
@@ -386,6 +398,48 @@ async fn renew_leases_while_running(store: Store, options: SendOptions) {
             Ok(n) => tracing::debug!("renewed the lease of {n} claimed deliveries"),
             Err(error) => tracing::warn!("renewing leases: {error:#}"),
         }
+    }
+}
+
+/// The last `size` attempts: too many failures among them means the server
+/// (or the route to it) is broken, and the run pauses instead of burning
+/// through the list.
+struct FailureWindow {
+    recent: VecDeque<bool>,
+    failures: usize,
+    size: usize,
+    threshold: f64,
+}
+
+impl FailureWindow {
+    fn new(size: usize, threshold: f64) -> Self {
+        FailureWindow {
+            recent: VecDeque::with_capacity(size),
+            failures: 0,
+            size: size.max(1),
+            threshold,
+        }
+    }
+
+    /// Adds an attempt (true: accepted); the pause reason once the window
+    /// is full and its failure share is over the threshold.
+    fn push(&mut self, ok: bool) -> Option<String> {
+        self.recent.push_back(ok);
+        if !ok {
+            self.failures += 1;
+        }
+        if self.recent.len() > self.size && self.recent.pop_front() == Some(false) {
+            self.failures -= 1;
+        }
+        let full = self.recent.len() >= self.size;
+        (full && self.failures as f64 / self.recent.len() as f64 > self.threshold).then(|| {
+            format!(
+                "{} of the last {} attempts failed (threshold {:.0}%)",
+                self.failures,
+                self.recent.len(),
+                self.threshold * 100.0
+            )
+        })
     }
 }
 
@@ -527,8 +581,7 @@ pub async fn run_queue<T: Transport>(
     let recorder_counters = counters.clone();
     let claimer = options.claimer.clone();
     let recorder = tokio::spawn(async move {
-        let mut window: VecDeque<bool> = VecDeque::with_capacity(window_size);
-        let mut failures_in_window = 0usize;
+        let mut window = FailureWindow::new(window_size, threshold);
         let mut buffer = Vec::new();
         while let Some(first) = results_rx.recv().await {
             buffer.push(first);
@@ -541,8 +594,22 @@ pub async fn run_queue<T: Transport>(
                     _ => break,
                 }
             }
+            // The window sees each outcome as it arrives, before the
+            // (slower) database write: on a remote database the run would
+            // otherwise keep failing for a whole round trip after the
+            // threshold is crossed.
+            for result in &buffer {
+                let ok = match result.attempt {
+                    Attempt::Sent(_) => true,
+                    Attempt::Failed(_) => false,
+                    Attempt::Released => continue,
+                };
+                if let Some(reason) = window.push(ok) {
+                    recorder_state.stop_with(RunEnd::Paused(reason));
+                }
+            }
             let started = std::time::Instant::now();
-            let outcomes = match patiently("recording delivery outcomes", || {
+            let recorded = patiently("recording delivery outcomes", || {
                 record_results(
                     &recorder_store,
                     &buffer,
@@ -551,17 +618,14 @@ pub async fn run_queue<T: Transport>(
                     &claimer,
                 )
             })
-            .await
-            {
-                Ok(outcomes) => outcomes,
-                Err(error) => {
-                    // Stop everyone, or the claimer waits for a wake-up
-                    // that never comes. The rows stay 'sending' and are
-                    // released by the next run.
-                    recorder_state.stop_with(RunEnd::Interrupted);
-                    return Err(error);
-                }
-            };
+            .await;
+            if let Err(error) = recorded {
+                // Stop everyone, or the claimer waits for a wake-up that
+                // never comes. The rows stay 'sending' until their lease
+                // lapses (or the next run on SQLite releases them).
+                recorder_state.stop_with(RunEnd::Interrupted);
+                return Err(error);
+            }
             tracing::debug!(
                 "recorded {} outcomes in {:?}",
                 buffer.len(),
@@ -571,24 +635,6 @@ pub async fn run_queue<T: Transport>(
                 .in_flight
                 .fetch_sub(buffer.len(), Ordering::SeqCst);
             buffer.clear();
-            for ok in outcomes {
-                window.push_back(ok);
-                if !ok {
-                    failures_in_window += 1;
-                }
-                if window.len() > window_size && !window.pop_front().expect("non-empty") {
-                    failures_in_window -= 1;
-                }
-            }
-            if window.len() >= window_size
-                && failures_in_window as f64 / window.len() as f64 > threshold
-            {
-                recorder_state.stop_with(RunEnd::Paused(format!(
-                    "{failures_in_window} of the last {} attempts failed (threshold {:.0}%)",
-                    window.len(),
-                    threshold * 100.0
-                )));
-            }
             recorder_state.recorded.notify_waiters();
         }
         anyhow::Ok(())
@@ -606,10 +652,22 @@ pub async fn run_queue<T: Transport>(
             let batch =
                 patiently("claiming deliveries", || claim_batch(store, queue, options)).await?;
             if batch.is_empty() {
-                if state.in_flight.load(Ordering::SeqCst) == 0 {
-                    break;
+                if state.in_flight.load(Ordering::SeqCst) > 0 {
+                    recorded.await;
+                    continue;
                 }
-                recorded.await;
+                // Rows other runs hold (PostgreSQL): wait until they are
+                // done or their lease lapses, so the campaign ends when this
+                // run does, even when the other run died.
+                let Some(lease_end) = patiently("looking for other runs' claims", || {
+                    earliest_foreign_lease(store, queue, &options.claimer)
+                })
+                .await?
+                else {
+                    break;
+                };
+                let wait = u64::try_from(lease_end.saturating_sub(now_millis())).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(wait.clamp(50, 1_000))).await;
                 continue;
             }
             state.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
@@ -632,4 +690,31 @@ pub async fn run_queue<T: Transport>(
     claim_result?;
     let end = state.end.lock().expect("run state lock").clone();
     Ok(end.unwrap_or(RunEnd::Drained))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureWindow;
+
+    #[test]
+    fn the_window_pauses_only_when_full_and_over_the_threshold() {
+        let mut window = FailureWindow::new(4, 0.5);
+        // Not full yet: three failures say nothing.
+        assert_eq!(window.push(false), None);
+        assert_eq!(window.push(false), None);
+        assert_eq!(window.push(true), None);
+        // Full, 2 of 4 failed: not over half.
+        assert_eq!(window.push(true), None);
+        // The oldest failure slides out, a new one comes in: still 2 of 4.
+        assert_eq!(window.push(false), None);
+        // 3 of the last 4 failed.
+        let reason = window.push(false).expect("a pause");
+        assert!(
+            reason.starts_with("3 of the last 4 attempts failed"),
+            "{reason}"
+        );
+        // Successes bring it back under.
+        window.push(true);
+        assert_eq!(window.push(true), None);
+    }
 }

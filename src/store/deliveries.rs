@@ -268,6 +268,27 @@ pub async fn renew_leases(
     )
 }
 
+/// When the earliest lease of a queue's rows held by other runs ends, if
+/// any row is held by another: a run with nothing left to claim waits for
+/// them (they finish, or their lease lapses and it takes them over).
+pub async fn earliest_foreign_lease(
+    tx: &mut Tx<'_>,
+    queue: Queue,
+    claimer: &str,
+) -> sqlx::Result<Option<Millis>> {
+    let (filter, campaign) = queue.condition();
+    let sql = format!(
+        "SELECT MIN(lease_until) FROM deliveries
+         WHERE {filter} AND state = 'sending' AND claimed_by <> $2"
+    );
+    query(&sql)
+        .bind(campaign)
+        .bind(claimer)
+        .fetch_one(tx)
+        .await?
+        .try_get(0)
+}
+
 /// Rows left 'sending' by a process that died. Only safe to call while
 /// holding the queue's process lock, which proves no live worker owns them.
 pub async fn release_orphaned_claims(tx: &mut Tx<'_>, queue: Queue) -> sqlx::Result<u64> {

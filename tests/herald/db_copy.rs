@@ -18,6 +18,16 @@ fn run(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn outbox_has(dir: &Path, text: &str) -> bool {
+    std::fs::read_dir(dir.join("outbox"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains(text)))
+        })
+        .unwrap_or(false)
+}
+
 async fn count(location: &Location, table: &str) -> i64 {
     let store = Store::connect(location).await.unwrap();
     let n = db::scalar_i64(&store, &format!("SELECT COUNT(*) FROM {table}")).await;
@@ -61,14 +71,26 @@ fn a_sqlite_list_moves_to_postgres_whole() {
         &["subscribers", "remove", "reader4@example.com"],
     );
     run(dir.path(), &["send", "issues/vol-001.md"]);
-    let bounce = std::fs::read_dir(dir.path().join("outbox"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|m| m.contains("To: reader0@example.com"))
-        })
-        .map(|e| e.path());
-    assert!(bounce.is_some(), "reader0's copy is in the outbox");
+    assert!(
+        outbox_has(dir.path(), "To: reader0@example.com"),
+        "reader0's copy is in the outbox"
+    );
+    // The confirmation (and its token) is made when a worker sends it.
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(dir.path().join("herald.toml"))
+        .arg("worker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !outbox_has(dir.path(), "To: pending@example.com") {
+        assert!(std::time::Instant::now() < deadline, "no confirmation mail");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
     let dsn = "From: MAILER-DAEMON@mx.example.com\nTo: bounces@example.com\n\
         Subject: Undelivered\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
         --b\nContent-Type: text/plain\n\nfailed\n--b\nContent-Type: message/delivery-status\n\n\
