@@ -8,6 +8,7 @@ mod config_cli;
 mod corrupt_database;
 mod crash;
 mod dovecot;
+mod feed_rules;
 mod feeds;
 mod helpers;
 mod imap;
