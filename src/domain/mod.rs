@@ -135,4 +135,25 @@ mod tests {
         );
         assert_eq!(a_label_domain("exa mple.com"), None);
     }
+
+    #[test]
+    fn names_that_reorder_or_break_lines_are_refused_and_escaped_for_terminals() {
+        for bad in [
+            "evil\u{202e}txt.exe",
+            "line\u{2028}break",
+            "para\u{2029}x",
+            "iso\u{2066}x",
+        ] {
+            assert!(
+                SubscriberName::parse_optional(Some(bad)).is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                !terminal_safe(bad).contains(is_text_direction_or_break),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(terminal_safe("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(terminal_safe("张三"), "张三");
+    }
 }

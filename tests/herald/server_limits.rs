@@ -194,7 +194,12 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     let mut child = std::process::Command::new("sh")
         .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_herald"))
-        .args(["--config", ws.config().to_str().unwrap(), "serve", "--listen"])
+        .args([
+            "--config",
+            ws.config().to_str().unwrap(),
+            "serve",
+            "--listen",
+        ])
         .arg(address.to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -202,7 +207,10 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
         .unwrap();
     let started = Instant::now();
     while TcpStream::connect(address).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "serve did not listen");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -220,13 +228,18 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     );
     // Backing off, it used about 1 tick (of 100 a second) here; an accept
     // loop that retries at once used about 80.
-    assert!(used < 25, "{used} ticks of CPU in 2 s while out of descriptors");
+    assert!(
+        used < 25,
+        "{used} ticks of CPU in 2 s while out of descriptors"
+    );
 
     let mut health = TcpStream::connect(address).unwrap();
     health
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    health.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    health
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut response = String::new();
     let read = health.read_to_string(&mut response);
     let _ = child.kill();
