@@ -7,6 +7,7 @@ mod check_render_props;
 mod config_cli;
 mod corrupt_database;
 mod crash;
+mod dkim_verify;
 mod dovecot;
 mod feed_rules;
 mod feeds;
