@@ -242,7 +242,9 @@ fn walk_html(report: &mut Report, what: &str, node: &Handle) {
                 }
                 let is_link =
                     (tag == "a" && attr_name == "href") || (tag == "img" && attr_name == "src");
-                let has_scheme = Regex::new(r"^\w+:").unwrap().is_match(value.trim());
+                let has_scheme = value.trim().split_once(':').is_some_and(|(scheme, _)| {
+                    !scheme.is_empty() && scheme.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
                 if is_link && !has_scheme {
                     report.add("ContainsRelRef", format!("{what}: {attr_name}={value:?}"));
                 }
@@ -612,7 +614,7 @@ pub fn check_json_feed(json: &str, self_url: &str) -> Report {
     if feed["version"] != "https://jsonfeed.org/version/1.1" {
         report.add("InvalidVersion", &feed["version"]);
     }
-    if !feed["title"].as_str().is_some_and(|t| !t.trim().is_empty()) {
+    if feed["title"].as_str().is_none_or(|t| t.trim().is_empty()) {
         report.add("MissingElement", "title");
     }
     if !feed["home_page_url"].as_str().is_some_and(is_absolute_http) {
@@ -649,10 +651,7 @@ pub fn check_json_feed(json: &str, self_url: &str) -> Report {
             None => report.add("MissingElement", format!("{what} date_published")),
         }
         for author in item["authors"].as_array().into_iter().flatten() {
-            if !author["name"]
-                .as_str()
-                .is_some_and(|n| !n.trim().is_empty())
-            {
+            if author["name"].as_str().is_none_or(|n| n.trim().is_empty()) {
                 report.add("MissingElement", format!("{what} author name"));
             }
         }

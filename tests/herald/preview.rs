@@ -255,6 +255,8 @@ fn text_colour(style: &str) -> Option<String> {
 fn links_look_like_links_and_small_text_is_readable_on_its_background() {
     let settings = Settings::default();
     let style_of = regex::Regex::new(r#"<a href="([^"]*)" style="([^"]*)""#).unwrap();
+    let page_background =
+        regex::Regex::new(r#"<body style="[^"]*background-color:(#[0-9a-fA-F]{6})"#).unwrap();
     for path in example_issues() {
         let issue = issue::read_issue(&path, &settings.site.base_url)
             .unwrap()
@@ -271,8 +273,7 @@ fn links_look_like_links_and_small_text_is_readable_on_its_background() {
         .unwrap();
         let html = email.html.template();
         let slug = issue.slug.as_str();
-        let page = regex::Regex::new(r#"<body style="[^"]*background-color:(#[0-9a-fA-F]{6})"#)
-            .unwrap()
+        let page = page_background
             .captures(&html)
             .map(|c| c[1].to_ascii_lowercase())
             .unwrap_or_else(|| panic!("{slug}: no page background"));

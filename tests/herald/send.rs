@@ -566,7 +566,7 @@ fn dkim_signs_both_list_unsubscribe_headers() {
     let text = String::from_utf8(message.data.clone()).unwrap();
     let body_at = text.find("\r\n\r\n").unwrap() + 4;
     let mut tampered_body = text.clone();
-    tampered_body.insert_str(body_at, "x");
+    tampered_body.insert(body_at, 'x');
     assert!(
         crate::dkim_verify::verify(tampered_body.as_bytes(), &crate::dkim_verify::test_key())
             .is_err()
