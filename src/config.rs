@@ -765,9 +765,8 @@ impl Settings {
         if machine.contains('.') && !machine.ends_with(".localdomain") {
             return machine.to_string();
         }
-        self.mail
-            .from
-            .parse::<lettre::message::Mailbox>()
+        // The A-label: EHLO takes ASCII only.
+        self.from_mailbox()
             .map(|from| from.email.domain().to_string())
             .unwrap_or_else(|_| machine.to_string())
     }
@@ -786,10 +785,16 @@ impl Settings {
 /// takes, and low enough that the limiter's arithmetic never overflows.
 pub const MAX_RATE: u32 = 1_000_000;
 
+/// An address from the config, its domain as the A-label: `news@例子.中国`
+/// goes out as `news@xn--fsqu00a.xn--fiqs8s` in MAIL FROM and in From, so
+/// a relay without SMTPUTF8 takes it (and DKIM's d= matches it).
 fn parse_address(value: &str, key: &str) -> anyhow::Result<lettre::message::Mailbox> {
-    value
+    let mailbox: lettre::message::Mailbox = value
         .parse()
-        .map_err(|e| anyhow::anyhow!("{key} = {value:?} is not a valid address: {e}"))
+        .map_err(|e| anyhow::anyhow!("{key} = {value:?} is not a valid address: {e}"))?;
+    let email = crate::domain::a_label_address(&mailbox.email)
+        .map_err(|e| anyhow::anyhow!("{key} = {value:?} is not a valid address: {e}"))?;
+    Ok(lettre::message::Mailbox::new(mailbox.name, email))
 }
 
 /// The URL as it may be shown: any password replaced by `***`.
@@ -1054,6 +1059,20 @@ mod tests {
         settings.smtp.helo_name = Some("mail.news.example".into());
         assert_eq!(settings.helo_name("vm"), "mail.news.example");
         assert!(Settings::parse("[smtp]\nhelo_name = \"bad name\"\n").is_err());
+    }
+
+    #[test]
+    fn configured_addresses_in_an_idn_domain_take_its_a_label() {
+        let settings = Settings::parse(
+            "[mail]\nfrom = \"新闻 <news@例子.中国>\"\nreply_to = \"编辑@例子.中国\"\n",
+        )
+        .unwrap();
+        let from = settings.from_mailbox().unwrap();
+        assert_eq!(from.email.to_string(), "news@xn--fsqu00a.xn--fiqs8s");
+        assert_eq!(from.name.as_deref(), Some("新闻"));
+        let reply_to = settings.reply_to_mailbox().unwrap().unwrap();
+        assert_eq!(reply_to.email.to_string(), "编辑@xn--fsqu00a.xn--fiqs8s");
+        assert_eq!(settings.helo_name("vm"), "xn--fsqu00a.xn--fiqs8s");
     }
 
     #[test]

@@ -66,6 +66,36 @@ pub fn quote_input(raw: &str) -> String {
     format!("\"{quoted}\"")
 }
 
+/// A domain in its one ASCII spelling, the A-label (`例子.中国` →
+/// `xn--fsqu00a.xn--fiqs8s`), lowercased: what every relay takes without
+/// SMTPUTF8. `None` when it is no valid domain name. A domain literal
+/// (`[192.0.2.1]`) is kept as it is.
+pub fn a_label_domain(domain: &str) -> Option<String> {
+    if domain.starts_with('[') && domain.ends_with(']') && domain.is_ascii() {
+        return Some(domain.to_string());
+    }
+    match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => Some(ascii),
+        _ => None,
+    }
+}
+
+/// An address with its domain as the A-label. The local part is left as
+/// it is: a non-ASCII one still needs SMTPUTF8, and only the server that
+/// owns the mailbox may change it.
+pub fn a_label_address(address: &lettre::Address) -> Result<lettre::Address, DomainError> {
+    if address.domain().is_ascii() {
+        return Ok(address.clone());
+    }
+    let domain = a_label_domain(address.domain()).ok_or_else(|| {
+        DomainError(format!(
+            "the domain of {} is not a valid domain name",
+            quote_input(address.as_ref())
+        ))
+    })?;
+    lettre::Address::new(address.user(), domain).map_err(|e| DomainError(e.to_string()))
+}
+
 /// Text from a subscriber as a terminal should show it: control, bidi and
 /// invisible characters escaped, so a name cannot reorder or hide a line.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
@@ -83,4 +113,47 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_the_a_label_of_their_domain_and_keep_their_local_part() {
+        let a_label = |text: &str| a_label_address(&text.parse().unwrap()).unwrap().to_string();
+        assert_eq!(a_label("news@例子.中国"), "news@xn--fsqu00a.xn--fiqs8s");
+        assert_eq!(a_label("张三@例子.中国"), "张三@xn--fsqu00a.xn--fiqs8s");
+        assert_eq!(a_label("News@Example.COM"), "News@Example.COM");
+        assert_eq!(
+            a_label_domain("Bücher.Example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
+        assert_eq!(
+            a_label_domain("[192.0.2.1]").as_deref(),
+            Some("[192.0.2.1]")
+        );
+        assert_eq!(a_label_domain("exa mple.com"), None);
+    }
+
+    #[test]
+    fn names_that_reorder_or_break_lines_are_refused_and_escaped_for_terminals() {
+        for bad in [
+            "evil\u{202e}txt.exe",
+            "line\u{2028}break",
+            "para\u{2029}x",
+            "iso\u{2066}x",
+        ] {
+            assert!(
+                SubscriberName::parse_optional(Some(bad)).is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                !terminal_safe(bad).contains(is_text_direction_or_break),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(terminal_safe("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(terminal_safe("张三"), "张三");
+    }
 }

@@ -84,9 +84,15 @@ impl ReturnPath {
                 MAX_LOCAL_PART - MAX_TAG
             )));
         }
+        // The A-label: the envelope sender of every message is made from it.
+        let domain = super::a_label_domain(address.domain()).ok_or_else(|| {
+            DomainError(format!(
+                "the domain of {trimmed:?} is not a valid domain name"
+            ))
+        })?;
         Ok(ReturnPath {
             local,
-            domain: address.domain().to_ascii_lowercase(),
+            domain: domain.to_ascii_lowercase(),
         })
     }
 
@@ -244,6 +250,11 @@ mod tests {
                 .unwrap()
                 .address(),
             "bounces@example.com"
+        );
+        assert_eq!(
+            ReturnPath::parse("bounces@例子.中国").unwrap().address(),
+            "bounces@xn--fsqu00a.xn--fiqs8s",
+            "the envelope sender needs no SMTPUTF8"
         );
     }
 

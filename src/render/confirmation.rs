@@ -128,6 +128,7 @@ pub(super) fn transactional_builder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::subscription_texts::{mixed_punctuation, visible_text};
 
     #[test]
     fn renders_both_parts_in_the_site_language_with_the_link() {
@@ -150,5 +151,29 @@ mod tests {
             assert!(text.contains("72"));
             assert!(!html.contains("%%herald:") && !text.contains("%%herald:"));
         }
+    }
+
+    #[test]
+    fn the_chinese_mail_uses_full_width_punctuation_throughout() {
+        let email = render_confirmation(
+            &ConfirmationContext {
+                site_title: "云原生周报",
+                language: "zh-CN",
+                ttl_hours: 72,
+            },
+            &Templates::builtin(),
+        )
+        .unwrap();
+        let (html, text) = email.fill("user@example.com", "https://s.example/confirm/abc");
+        // The page's markup and the CSS are not text.
+        let visible = visible_text(&html);
+        for (part, words) in [
+            ("subject", &email.subject),
+            ("text", &text),
+            ("html", &visible),
+        ] {
+            assert_eq!(mixed_punctuation(words), Vec::<String>::new(), "{part}");
+        }
+        assert_eq!(mixed_punctuation("请确认: 链接"), ["请确认: 链接"]);
     }
 }

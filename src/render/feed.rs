@@ -110,9 +110,7 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
                         .build(),
                 ))
                 .pub_date(Some(published(issue).to_rfc2822()))
-                // RSS descriptions are HTML: the plain summary is escaped
-                // once more, or "Tom & Jerry <test>" would lose its "<test>".
-                .description(issue.summary.as_deref().map(escape_html))
+                .description(Some(rss_description(issue)))
                 .content(Some(entry.content_html.to_string()))
                 .dublin_core_ext((!issue.authors.is_empty()).then_some(dublin_core))
                 .build()
@@ -133,6 +131,26 @@ pub fn render_rss(entries: &[FeedEntry], settings: &Settings) -> anyhow::Result<
         .validate()
         .map_err(|e| anyhow::anyhow!("the RSS feed is invalid: {e}"))?;
     Ok(plain_text_references(&channel.to_string()))
+}
+
+/// An item's `<description>`: the summary or, for an issue without one,
+/// the titles of its items. Never left out: the RSS profile (and the W3C
+/// validator) wants a description before `content:encoded`, for readers
+/// that show only the one. Descriptions are HTML, so the plain text is
+/// escaped once more, or "Tom & Jerry <test>" would lose its "<test>".
+fn rss_description(issue: &Issue) -> String {
+    let text = match &issue.summary {
+        Some(summary) => summary.clone(),
+        None => {
+            let titles: Vec<&str> = issue.items().map(|item| item.title.as_str()).collect();
+            if titles.is_empty() {
+                issue.title.clone()
+            } else {
+                titles.join(" · ")
+            }
+        }
+    };
+    escape_html(&text)
 }
 
 /// RSS titles are plain text, but readers disagree on whether `&amp;` and
@@ -312,4 +330,32 @@ pub fn render_json_feed(entries: &[FeedEntry], settings: &Settings) -> anyhow::R
     let mut json = serde_json::to_string_pretty(&feed).context("serialising the JSON Feed")?;
     json.push('\n');
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(front_matter: &str) -> Issue {
+        let text = format!(
+            "+++\ntitle = \"T\"\nnumber = 1\ndate = 2019-06-01\n{front_matter}+++\n\
+             ## S\n\n### Fish & chips < £5\n\nx\n\n### Second\n\ny\n"
+        );
+        let base = Url::parse("https://news.example/").unwrap();
+        crate::issue::parse_issue(std::path::Path::new("t.md"), text.as_bytes(), &base)
+            .issue
+            .expect("a valid issue")
+    }
+
+    #[test]
+    fn every_rss_item_has_an_escaped_description() {
+        assert_eq!(
+            rss_description(&issue("summary = \"Tom & Jerry <test>\"\n")),
+            "Tom &amp; Jerry &lt;test&gt;"
+        );
+        assert_eq!(
+            rss_description(&issue("")),
+            "Fish &amp; chips &lt; £5 · Second"
+        );
+    }
 }

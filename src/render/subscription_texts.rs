@@ -40,6 +40,9 @@ pub struct SubscriptionTexts {
     pub confirm_mail_intro: &'static str,
     /// Ends a sentence: "." or the full-width "。".
     pub sentence_end: &'static str,
+    /// Ends a label before its value: ":" or the full-width "：", so that
+    /// Chinese text does not mix half- and full-width punctuation.
+    pub label_end: &'static str,
     pub confirm_mail_link_hint: &'static str,
     pub confirm_mail_expiry_before: &'static str,
     pub confirm_mail_expiry_after: &'static str,
@@ -99,6 +102,7 @@ static ENGLISH: SubscriptionTexts = SubscriptionTexts {
     confirm_subject: "Confirm your subscription to {site}",
     confirm_mail_intro: "Someone, hopefully you, asked to subscribe this address to",
     sentence_end: ".",
+    label_end: ":",
     confirm_mail_link_hint: "If the button does not work, open this link:",
     confirm_mail_expiry_before: "The link is valid for ",
     confirm_mail_expiry_after: " hours.",
@@ -146,6 +150,7 @@ static CHINESE: SubscriptionTexts = SubscriptionTexts {
     confirm_subject: "请确认订阅「{site}」",
     confirm_mail_intro: "有人（希望是你）请求用这个地址订阅",
     sentence_end: "。",
+    label_end: "：",
     confirm_mail_link_hint: "如果按钮无法点击，请打开这个链接：",
     confirm_mail_expiry_before: "链接在 ",
     confirm_mail_expiry_after: " 小时内有效。",
@@ -157,3 +162,42 @@ static CHINESE: SubscriptionTexts = SubscriptionTexts {
     welcome_archive: "阅读往期",
     welcome_unsubscribe: "改变主意了？退订",
 };
+
+#[cfg(test)]
+/// Half-width punctuation touching a Chinese character (ignoring
+/// spaces): "确认:" or "( 链接": Chinese text takes the full-width forms.
+pub(crate) fn mixed_punctuation(text: &str) -> Vec<String> {
+    let is_cjk = |c: char| matches!(c, '\u{3000}'..='\u{303f}' | '\u{4e00}'..='\u{9fff}' | '\u{ff00}'..='\u{ffef}');
+    let chars: Vec<char> = text.chars().collect();
+    let mut found = Vec::new();
+    for (at, c) in chars.iter().enumerate() {
+        if !matches!(c, ',' | ':' | ';' | '!' | '?' | '(' | ')') {
+            continue;
+        }
+        let before = chars[..at].iter().rev().find(|c| **c != ' ');
+        let after = chars[at + 1..].iter().find(|c| **c != ' ');
+        if before.is_some_and(|c| is_cjk(*c)) || after.is_some_and(|c| is_cjk(*c)) {
+            let start = at.saturating_sub(8);
+            found.push(chars[start..(at + 8).min(chars.len())].iter().collect());
+        }
+    }
+    found
+}
+
+/// The text of an HTML mail's body as a reader sees it: tags, and the
+/// head with its CSS, left out.
+#[cfg(test)]
+pub(crate) fn visible_text(html: &str) -> String {
+    let body = html.split("<body").nth(1).unwrap_or_default();
+    let mut visible = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => visible.push(c),
+            _ => {}
+        }
+    }
+    visible
+}

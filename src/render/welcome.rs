@@ -129,3 +129,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod punctuation_tests {
+    use super::*;
+    use crate::render::subscription_texts::{mixed_punctuation, visible_text};
+
+    #[test]
+    fn the_chinese_welcome_uses_full_width_punctuation_throughout() {
+        let email = render_welcome(
+            &WelcomeContext {
+                site_title: "云原生周报",
+                language: "zh-CN",
+                archive_url: "https://news.example/",
+            },
+            &Templates::builtin(),
+        )
+        .unwrap();
+        let html = visible_text(&email.html.template());
+        for (part, words) in [
+            ("subject", &email.subject),
+            ("text", &email.text.template()),
+            ("html", &html),
+        ] {
+            assert_eq!(mixed_punctuation(words), Vec::<String>::new(), "{part}");
+        }
+    }
+}

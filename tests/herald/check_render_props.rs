@@ -1,13 +1,17 @@
 //! What `check` accepts always renders: the email (MJML included), the
-//! text part and the site with its feeds. Issues are generated from
-//! Markdown and HTML fragments, hostile characters and deep nesting; for
-//! every one that parses without error, rendering must succeed.
+//! text part, the site with its feeds, and the MIME message a send hands
+//! the relay. Issues are generated from Markdown and HTML fragments,
+//! hostile characters and deep nesting; for every one that parses without
+//! error, rendering must succeed.
 
 use std::path::Path;
 
 use herald::config::Settings;
 use herald::issue::parse_issue;
-use herald::render::{rendering_problems, Templates};
+use herald::render::{
+    build_message, render_email, rendering_problems, EmailContext, MessageHeaders, Recipient,
+    Templates,
+};
 use proptest::prelude::*;
 
 /// Pieces an editor (or an attacker) might put in a heading or a body.
@@ -53,6 +57,38 @@ fn issue_text() -> impl Strategy<Value = String> {
         })
 }
 
+/// The bytes `herald send` would hand the relay for one recipient.
+fn sent_message(
+    issue: &herald::issue::Issue,
+    settings: &Settings,
+    templates: &Templates,
+) -> Vec<u8> {
+    let context = EmailContext {
+        site_title: &settings.site.title,
+        language: &settings.site.language,
+    };
+    let email = render_email(issue, &context, templates).expect("rendered above");
+    let from = settings.from_mailbox().expect("the default From");
+    let headers = MessageHeaders {
+        from: &from,
+        reply_to: None,
+        to: "reader@example.com".parse().expect("an address"),
+        list_name: &settings.site.title,
+        list_id: &settings.mail.list_id,
+        unsubscribe_mailto: None,
+        message_id: "<prop.1@example.com>".to_string(),
+        date: std::time::SystemTime::UNIX_EPOCH,
+    };
+    let recipient = Recipient {
+        email: "reader@example.com",
+        unsubscribe_url: "https://example.com/unsubscribe/t",
+        web_url: "https://example.com/issues/x/",
+    };
+    build_message(&email, &recipient, &headers)
+        .expect("a message is built")
+        .formatted()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -62,8 +98,14 @@ proptest! {
         let templates = Templates::load(Path::new("/nonexistent")).expect("built-in templates");
         let checked = parse_issue(Path::new("gen.md"), text.as_bytes(), &settings.site.base_url);
         if let Some(issue) = checked.issue {
-            let problems = rendering_problems(&[issue], &settings, &templates);
+            let problems = rendering_problems(std::slice::from_ref(&issue), &settings, &templates);
             prop_assert!(problems.is_empty(), "accepted but failed to render: {problems:?}\n{text}");
+            // And it sends: the MIME message a recipient gets is built and
+            // reads back with the issue's subject.
+            let message = sent_message(&issue, &settings, &templates);
+            let parsed = mail_parser::MessageParser::default().parse(&message);
+            let subject = parsed.as_ref().and_then(|m| m.subject());
+            prop_assert_eq!(subject, Some(issue.title.as_str()), "{}", text);
         }
     }
 }

@@ -586,3 +586,22 @@ fn rss_text_with_markup_characters_reads_as_text_everywhere() {
     let creators = item.dublin_core_ext().unwrap().creators();
     assert_eq!(creators, ["Ann, Bo"]);
 }
+
+#[test]
+fn the_sign_up_fields_have_visible_labels() {
+    let ws = Workspace::with_examples("");
+    assert!(ws.build().status.success());
+    let index = read(&ws, "index.html");
+    for field in ["email", "name"] {
+        // A label that holds its words and the field, not only a placeholder.
+        let labelled = regex::Regex::new(&format!(
+            r#"<label[^>]*>\s*([^<\s][^<]*)<input[^>]*name="{field}""#
+        ))
+        .unwrap();
+        let words = labelled
+            .captures(&index)
+            .map(|c| c[1].trim().to_string())
+            .unwrap_or_else(|| panic!("no visible label for {field}"));
+        assert!(!words.is_empty(), "{field}");
+    }
+}

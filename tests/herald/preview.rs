@@ -224,3 +224,157 @@ fn edge_case_issue_is_escaped_and_cleaned() {
         "code block indented in text"
     );
 }
+
+/// WCAG 2 contrast ratio of two `#rrggbb` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |hex: &str| {
+        let channel = |at: usize| {
+            let value = f64::from(u8::from_str_radix(&hex[at..at + 2], 16).unwrap()) / 255.0;
+            if value <= 0.03928 {
+                value / 12.92
+            } else {
+                ((value + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    };
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// The colour an inline `style` sets for text (not a background).
+fn text_colour(style: &str) -> Option<String> {
+    style
+        .split(';')
+        .filter_map(|rule| rule.split_once(':'))
+        .find(|(property, _)| property.trim() == "color")
+        .map(|(_, value)| value.trim().to_ascii_lowercase())
+}
+
+#[test]
+fn links_look_like_links_and_small_text_is_readable_on_its_background() {
+    let settings = Settings::default();
+    let style_of = regex::Regex::new(r#"<a href="([^"]*)" style="([^"]*)""#).unwrap();
+    let page_background =
+        regex::Regex::new(r#"<body style="[^"]*background-color:(#[0-9a-fA-F]{6})"#).unwrap();
+    for path in example_issues() {
+        let issue = issue::read_issue(&path, &settings.site.base_url)
+            .unwrap()
+            .issue
+            .unwrap();
+        let email = render_email(
+            &issue,
+            &EmailContext {
+                site_title: "Herald",
+                language: "en",
+            },
+            &Templates::builtin(),
+        )
+        .unwrap();
+        let html = email.html.template();
+        let slug = issue.slug.as_str();
+        let page = page_background
+            .captures(&html)
+            .map(|c| c[1].to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("{slug}: no page background"));
+        let body_text = "#1f2328";
+        let links: Vec<(String, String)> = style_of
+            .captures_iter(&html)
+            .map(|c| (c[1].to_string(), c[2].to_string()))
+            .collect();
+        // Item titles: underlined, in a colour of their own.
+        for item in issue.items() {
+            let Some(url) = &item.url else { continue };
+            let href = escape(url.as_str());
+            let style = links
+                .iter()
+                .find(|(h, _)| *h == href)
+                .map(|(_, s)| s.as_str())
+                .unwrap_or_else(|| panic!("{slug}: the title link to {href} has no style"));
+            assert!(
+                style.contains("text-decoration:underline"),
+                "{slug}: {style}"
+            );
+            let colour = text_colour(style).unwrap_or_else(|| panic!("{slug}: {style}"));
+            assert_ne!(colour, body_text, "{slug}: a title link looks like text");
+            assert!(contrast(&colour, "#ffffff") >= 4.5, "{slug}: {colour}");
+        }
+        // The links on the page's own background (the unsubscribe link in
+        // the footer, "view in browser" at the top), and the footer's text.
+        let footer_div = html
+            .rfind("%%herald:recipient%%")
+            .and_then(|at| {
+                html[..at]
+                    .rfind("<div style=\"")
+                    .map(|start| &html[start..at])
+            })
+            .unwrap_or_else(|| panic!("{slug}: no footer"));
+        let footer_style = footer_div.split('"').nth(1).unwrap_or_default();
+        let mut on_page: Vec<String> = text_colour(footer_style).into_iter().collect();
+        on_page.extend(
+            links
+                .iter()
+                .filter(|(href, _)| href.starts_with("%%herald:"))
+                .filter_map(|(_, style)| text_colour(style)),
+        );
+        assert!(on_page.len() >= 3, "{slug}: {on_page:?}");
+        for colour in on_page {
+            let ratio = contrast(&colour, &page);
+            assert!(ratio >= 4.5, "{slug}: {colour} on {page} is {ratio:.2}:1");
+        }
+    }
+    assert!(
+        contrast("#6a737d", "#f4f5f7") < 4.5,
+        "the colour the issue found"
+    );
+}
+
+#[test]
+fn a_wrapped_item_title_stays_flush_left_in_the_text_part() {
+    let settings = Settings::default();
+    let title = "Kubernetes 1.14 release notes: Windows nodes, kubectl and Kustomize, \
+                 persistent local volumes and a great deal more for every operator";
+    let text = format!(
+        "+++\ntitle = \"T\"\nnumber = 1\ndate = 2019-06-01\n+++\n## Section\n\n\
+         ### [{title}](https://example.com/notes)\n\nBody.\n"
+    );
+    let issue = issue::parse_issue(
+        std::path::Path::new("t.md"),
+        text.as_bytes(),
+        &settings.site.base_url,
+    )
+    .issue
+    .expect("a valid issue");
+    let email = render_email(
+        &issue,
+        &EmailContext {
+            site_title: "Herald",
+            language: "en",
+        },
+        &Templates::builtin(),
+    )
+    .unwrap();
+    let part = email.text.template();
+    let lines: Vec<&str> = part.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("### Kubernetes"))
+        .unwrap_or_else(|| panic!("{part}"));
+    let wrapped: Vec<&str> = lines[first + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("https://"))
+        .copied()
+        .collect();
+    assert!(!wrapped.is_empty(), "the title did not wrap: {part}");
+    for line in &wrapped {
+        assert!(
+            !line.starts_with(' '),
+            "indented, so it reads as code: {line:?}"
+        );
+    }
+    let joined = std::iter::once(&lines[first][4..])
+        .chain(wrapped.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(joined, title);
+}

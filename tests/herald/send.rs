@@ -605,6 +605,32 @@ fn dkim_signs_both_list_unsubscribe_headers() {
             .replace(['\r', '\n', ' ', '\t'], "");
         assert!(signature.contains("d=example.com"), "{signature}");
         assert!(signature.contains("s=herald"), "{signature}");
+        crate::dkim_verify::verify(&message.data, &crate::dkim_verify::test_key())
+            .expect("the signature verifies");
+        // A verifier that cannot fail proves nothing: one changed byte in the
+        // body, or in a signed header, and it must not verify.
+        let text = String::from_utf8(message.data.clone()).unwrap();
+        let body_at = text.find("\r\n\r\n").unwrap() + 4;
+        let mut tampered_body = text.clone();
+        tampered_body.insert(body_at, 'x');
+        assert!(crate::dkim_verify::verify(
+            tampered_body.as_bytes(),
+            &crate::dkim_verify::test_key()
+        )
+        .is_err());
+        let subject = parsed.subject().unwrap().to_string();
+        let raw_subject = text
+            .lines()
+            .find(|l| l.starts_with("Subject:"))
+            .unwrap()
+            .to_string();
+        let tampered_header = text.replacen(&raw_subject, "Subject: Win a prize", 1);
+        assert_ne!(tampered_header, text, "{subject}");
+        assert!(crate::dkim_verify::verify(
+            tampered_header.as_bytes(),
+            &crate::dkim_verify::test_key()
+        )
+        .is_err());
         let signed: Vec<String> = signature
             .split(';')
             .find_map(|tag| tag.strip_prefix("h="))

@@ -169,3 +169,82 @@ fn sigterm_does_not_wait_for_idle_keep_alive_connections() {
     assert!(status.success(), "{}", stderr(&output));
     drop(idle);
 }
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, `herald serve` neither spins on the failing
+/// accept nor stops answering: idle clients are cut off and a health check
+/// that came after 200 of them is served.
+#[test]
+fn out_of_descriptors_the_server_backs_off_and_recovers() {
+    let ws = Workspace::with_examples("[server]\nheader_timeout_secs = 4\n");
+    assert!(ws.build().status.success());
+    let address: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let log = ws.path().join("serve.log");
+    // 128 descriptors, as in the report that found the fault.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "--config",
+            ws.config().to_str().unwrap(),
+            "serve",
+            "--listen",
+        ])
+        .arg(address.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "serve did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(address).expect("the backlog takes it"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(child.id()) - before;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Too many open files"),
+        "the server never ran out of descriptors: {text}"
+    );
+    // Backing off, it used about 1 tick (of 100 a second) here; an accept
+    // loop that retries at once used about 80.
+    assert!(
+        used < 25,
+        "{used} ticks of CPU in 2 s while out of descriptors"
+    );
+
+    let mut health = TcpStream::connect(address).unwrap();
+    health
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    health
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut response = String::new();
+    let read = health.read_to_string(&mut response);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(idle);
+    assert!(read.is_ok(), "no answer to /healthz: {read:?}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}

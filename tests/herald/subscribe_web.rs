@@ -579,6 +579,9 @@ async fn confirmation_and_welcome_mails_are_dkim_signed() {
                 signature.contains("d=example.com") && signature.contains("s=herald"),
                 "{signature}"
             );
+            // And it verifies, as the receiving server would check it.
+            crate::dkim_verify::verify(&message.data, &crate::dkim_verify::test_key())
+                .unwrap_or_else(|e| panic!("{:?}: {e}", parsed.subject()));
         }
     })
     .await;
