@@ -37,6 +37,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => commands::serve::run(load()?, args.listen.as_deref()),
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
         Command::Bounces(command) => commands::bounces::run(load, &command),
+        Command::Completions { shell } => commands::completions::run(shell),
+        Command::Man { dir } => commands::man::run(dir.as_deref()),
     }
 }
 

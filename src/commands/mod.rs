@@ -4,7 +4,9 @@
 pub mod bounces;
 pub mod build;
 pub mod check;
+pub mod completions;
 pub mod init;
+pub mod man;
 pub mod preview;
 pub mod send;
 pub mod serve;

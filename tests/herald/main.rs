@@ -11,6 +11,7 @@ mod dovecot;
 mod feeds;
 mod helpers;
 mod imap;
+mod install;
 mod leases;
 mod preview;
 mod send;
