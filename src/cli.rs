@@ -92,6 +92,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script on stdout, e.g.
+    /// `herald completions bash > /usr/share/bash-completion/completions/herald`
+    /// (see the README for zsh and fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page herald(1) on stdout, or with DIR write a page for
+    /// every command there (herald.1, herald-send.1, ...), e.g.
+    /// `herald man /usr/local/share/man/man1`.
+    Man {
+        /// The folder for every command's page; made if missing.
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
         Command::Bounces(command) => commands::bounces::run(load, &command),
         Command::Doctor { json } => commands::doctor::run(&load()?, json),
+        Command::Completions { shell } => commands::completions::run(shell),
+        Command::Man { dir } => commands::man::run(dir.as_deref()),
     }
 }
 

@@ -4,9 +4,11 @@
 pub mod bounces;
 pub mod build;
 pub mod check;
+pub mod completions;
 pub mod db;
 pub mod doctor;
 pub mod init;
+pub mod man;
 pub mod preview;
 pub mod send;
 pub mod serve;

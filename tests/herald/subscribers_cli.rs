@@ -352,7 +352,8 @@ fn addresses_and_names_that_hide_or_reorder_text_are_refused() {
 
 #[test]
 fn a_megabyte_field_in_an_import_is_quoted_briefly() {
-    let dir = setup();
+    // Input handling, before any database work: SQLite is enough.
+    let dir = setup(&Backend::Sqlite);
     let d = dir.path();
     let long_address = format!("{}@example.com", "x".repeat(1_000_000));
     let long_name = "名".repeat(400_000);
@@ -378,7 +379,9 @@ fn a_megabyte_field_in_an_import_is_quoted_briefly() {
 
 #[test]
 fn a_name_that_reorders_text_is_escaped_when_listed() {
-    let dir = setup();
+    // A stored name is put back by hand, as an old database may hold one:
+    // SQLite only.
+    let dir = setup(&Backend::Sqlite);
     let d = dir.path();
     let output = run(
         d,
@@ -396,7 +399,7 @@ fn a_name_that_reorders_text_is_escaped_when_listed() {
             .unwrap();
         sqlx::query("UPDATE subscribers SET name = ? WHERE email = 'eve@example.com'")
             .bind("evil\u{202e}exe.txt\u{2028}next")
-            .execute(store.pool())
+            .execute(store.sqlite_pool().expect("a SQLite store"))
             .await
             .unwrap();
         store.close().await;
