@@ -674,11 +674,6 @@ impl Settings {
         })
     }
 
-    /// Whether the list lives in PostgreSQL, shared by several machines.
-    pub fn database_is_shared(&self) -> bool {
-        matches!(self.database(), Ok(Location::Postgres { .. }))
-    }
-
     /// DKIM from `[send] dkim_*`, for every mail Herald sends (issues,
     /// confirmations, welcomes): off unless selector, domain and key file are
     /// all set. The signed headers include both List-Unsubscribe headers, which

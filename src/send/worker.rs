@@ -705,7 +705,8 @@ mod tests {
         assert_eq!(window.push(true), None);
         // Full, 2 of 4 failed: not over half.
         assert_eq!(window.push(true), None);
-        // The oldest failure slides out, a new one comes in: still 2 of 4.
+        // The oldest failures slide out as new ones come in: still 2 of 4.
+        assert_eq!(window.push(false), None);
         assert_eq!(window.push(false), None);
         // 3 of the last 4 failed.
         let reason = window.push(false).expect("a pause");
