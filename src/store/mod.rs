@@ -198,17 +198,23 @@ pub struct Store {
 /// Not the database file itself: SQLite holds POSIX locks on it, which a
 /// second descriptor of ours would release when it closes.
 async fn lock_migrations(path: &Path) -> anyhow::Result<std::fs::File> {
-    let lock_path = path.with_extension("migrate.lock");
+    let (file, lock_path) = open_lock_file(path, "migrate")?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .context("waiting for the migration lock")?
+        .with_context(|| format!("locking {}", lock_path.display()))
+}
+
+/// The lock file called `name` beside the SQLite database at `path`.
+fn open_lock_file(path: &Path, name: &str) -> anyhow::Result<(std::fs::File, PathBuf)> {
+    let lock_path = path.with_extension(format!("{name}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("opening lock file {}", lock_path.display()))?;
-    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-        .await
-        .context("waiting for the migration lock")?
-        .with_context(|| format!("locking {}", lock_path.display()))
+    Ok((file, lock_path))
 }
 
 /// SQLite's primary result codes worth a retry: BUSY, LOCKED, IOERR,
@@ -413,13 +419,7 @@ impl Store {
     pub async fn try_lock(&self, name: &str) -> anyhow::Result<Option<StoreLock>> {
         match &self.pools {
             Pools::Sqlite { path, .. } => {
-                let lock_path = path.with_extension(format!("{name}.lock"));
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .with_context(|| format!("opening lock file {}", lock_path.display()))?;
+                let (file, lock_path) = open_lock_file(path, name)?;
                 match file.try_lock() {
                     Ok(()) => Ok(Some(StoreLock::File(file))),
                     Err(std::fs::TryLockError::WouldBlock) => Ok(None),
