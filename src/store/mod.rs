@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 /// Milliseconds since the Unix epoch: every time column.
 pub type Millis = i64;
@@ -270,6 +270,13 @@ pub enum StoreLock {
     Postgres(sqlx::PgConnection),
 }
 
+/// sqlx warns about any statement over a second, but some take longer by
+/// design (a campaign's snapshot of a large list, waiting for another
+/// sender's campaign start): at debug level they stay visible with `-v`
+/// without reading like faults.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+const SLOW_STATEMENT_LEVEL: log::LevelFilter = log::LevelFilter::Debug;
+
 /// How long a SQLite statement waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -318,7 +325,8 @@ impl Store {
             // a send touches a narrow moving window of the table, and a
             // fixed cache keeps memory flat however long the list.
             .pragma("cache_size", "-1024")
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .log_slow_statements(SLOW_STATEMENT_LEVEL, SLOW_STATEMENT);
         let migrating = lock_migrations(path).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -355,7 +363,8 @@ impl Store {
     ) -> anyhow::Result<Store> {
         let mut options = PgConnectOptions::from_str(url)
             .with_context(|| format!("reading database url {url}"))?
-            .application_name("herald");
+            .application_name("herald")
+            .log_slow_statements(SLOW_STATEMENT_LEVEL, SLOW_STATEMENT);
         if let Some(password) = password {
             options = options.password(password);
         }
