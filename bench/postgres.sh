@@ -163,7 +163,8 @@ big_send() { # dir -> peak KB
     sleep "$BIG_SEND_SECS"
     pkill -INT -f "$1/herald.toml" || true
     wait "$runner" || true
-    cat "$1/rss"
+    # time(1) says first that the command stopped on a signal.
+    tail -n 1 "$1/rss"
 }
 
 echo "== $BIG recipients on PostgreSQL"
