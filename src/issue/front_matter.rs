@@ -180,6 +180,31 @@ pub fn parse(
             errors.push(map.error(split.toml_offset, "`authors` has an empty name"));
         }
     }
+    // Escapes put control characters into values after the raw text was
+    // checked; the MJML (XML) of the email cannot hold them.
+    let mut values = vec![("title", raw.title.get_ref().as_str(), at(raw.title.span()))];
+    if let Some(summary) = &raw.summary {
+        values.push(("summary", summary.get_ref().as_str(), at(summary.span())));
+    }
+    values.extend(
+        raw.authors
+            .iter()
+            .map(|author| ("authors", author.as_str(), split.toml_offset)),
+    );
+    if let Some(editor) = &raw.editor {
+        values.push(("editor", editor.as_str(), split.toml_offset));
+    }
+    for (field, value, offset) in values {
+        if let Some(c) = super::limits::first_control(value) {
+            errors.push(map.error(
+                offset,
+                format!(
+                    "`{field}` holds control character U+{:04X} (written as an escape); remove it",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
     match slug {
         Some(slug) if errors.is_empty() => Ok(FrontMatter {
             title,

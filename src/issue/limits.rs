@@ -34,6 +34,13 @@ fn is_forbidden_control(c: char) -> bool {
     (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}'
 }
 
+/// The first forbidden control character in a value, e.g. one a TOML
+/// escape (`\e`, `\u001B`) put into a front-matter string, which the check
+/// of the raw text cannot see.
+pub fn first_control(value: &str) -> Option<char> {
+    value.chars().find(|c| is_forbidden_control(*c))
+}
+
 pub fn control_characters(text: &str, map: &SourceMap) -> Vec<Diagnostic> {
     text.char_indices()
         .filter(|(_, c)| is_forbidden_control(*c))

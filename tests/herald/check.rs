@@ -139,6 +139,16 @@ const BROKEN: &[(&str, &str, usize, usize, &str)] = &[
         "control character U+0008 is not allowed",
     ),
     (
+        // Found by the issue fuzz target: a TOML escape hid the control
+        // character from the check of the raw text, and the email's MJML
+        // would not parse.
+        "escaped-control-title.md",
+        "escaped-control-title.md",
+        2,
+        9,
+        "`title` holds control character U+001B",
+    ),
+    (
         "deep-list.md",
         "deep-list.md",
         10,
