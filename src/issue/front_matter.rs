@@ -223,3 +223,45 @@ pub fn parse(
         _ => Err(errors),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Escapes the raw-text check cannot see, in every free-text field (the
+    /// fuzz targets found `\e` in a title and `\b` in another).
+    #[test]
+    fn escaped_control_characters_are_refused_in_every_text_field() {
+        let base = url::Url::parse("https://news.example.com/").unwrap();
+        let cases = [
+            ("title = \"a\\bb\"", "`title` holds control character U+0008"),
+            (
+                "title = \"t\"\nsummary = \"x\\u001By\"",
+                "`summary` holds control character U+001B",
+            ),
+            (
+                "title = \"t\"\nauthors = [\"Ann\", \"B\\u0085\"]",
+                "`authors` holds control character U+0085",
+            ),
+            (
+                "title = \"t\"\neditor = \"\\u007F\"",
+                "`editor` holds control character U+007F",
+            ),
+        ];
+        for (fields, expected) in cases {
+            let text = format!(
+                "+++\n{fields}\nnumber = 1\ndate = 2019-04-29\n+++\n## S\n\n### I\n\nBody.\n"
+            );
+            let checked = crate::issue::parse_issue(Path::new("x.md"), text.as_bytes(), &base);
+            assert!(checked.issue.is_none(), "{fields}");
+            assert!(
+                checked
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.message.contains(expected)),
+                "{fields}: {:?}",
+                checked.diagnostics
+            );
+        }
+    }
+}
