@@ -719,7 +719,8 @@ fn is_enhanced_code(word: &str) -> bool {
 
 /// Erasing a subscriber: their address and any finished message that holds
 /// it are removed from the delivery history, which keeps only counts and
-/// replies. Mail not yet sent to them is skipped.
+/// replies, and the rows no longer name them (PostgreSQL's deliveries have
+/// no foreign key to do that). Mail not yet sent to them is skipped.
 pub async fn scrub_deliveries_of(
     tx: &mut Tx<'_>,
     subscriber_id: i64,
@@ -729,7 +730,7 @@ pub async fn scrub_deliveries_of(
         "UPDATE deliveries
          SET recipient = $1, payload = NULL,
              state = CASE WHEN state IN ('queued', 'deferred', 'sending') THEN 'skipped' ELSE state END,
-             lease_until = NULL
+             lease_until = NULL, subscriber_id = NULL
          WHERE subscriber_id = $2",
     )
     .bind(placeholder)
