@@ -234,7 +234,10 @@ mod tests {
     fn escaped_control_characters_are_refused_in_every_text_field() {
         let base = url::Url::parse("https://news.example.com/").unwrap();
         let cases = [
-            ("title = \"a\\bb\"", "`title` holds control character U+0008"),
+            (
+                "title = \"a\\bb\"",
+                "`title` holds control character U+0008",
+            ),
             (
                 "title = \"t\"\nsummary = \"x\\u001By\"",
                 "`summary` holds control character U+001B",

@@ -443,3 +443,30 @@ fn bounces_parse_prints_one_json_line_per_file_and_names_unreadable_ones() {
         "{table}"
     );
 }
+
+/// Found by the bounce fuzz target: a malformed multipart nesting on which
+/// mail-parser 0.11 panics. It must read as "not a report", and a pipe
+/// delivery of it must not crash `herald bounces process` (exit 101 would
+/// make the MTA bounce the bounce).
+#[test]
+fn a_message_the_mail_parser_panics_on_is_not_a_report() {
+    let raw =
+        std::fs::read(repo_path("tests/fixtures/bounces/fuzz-parser-panic.eml")).expect("fixture");
+    let report = herald::bounce::parse(&raw);
+    assert!(report.recipients.is_empty(), "{report:?}");
+    let output = herald(
+        &[
+            "bounces",
+            "parse",
+            "--json",
+            "tests/fixtures/bounces/fuzz-parser-panic.eml",
+        ],
+        &repo_path("."),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(r#""kind": "none""#),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

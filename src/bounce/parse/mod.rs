@@ -61,9 +61,25 @@ pub fn parse(raw: &[u8]) -> ParsedReport {
 /// stops a message nested a thousand times from costing a thousand parses.
 const MAX_DEPTH: usize = 1;
 
+/// mail-parser's parse, with its panics caught. mail-parser 0.11 panics on
+/// some malformed multipart nestings ("Invalid part ID, could not find
+/// multipart", found by the bounce fuzz target); a message from the
+/// network must not take the process down, so such a message reads as no
+/// message at all. The parser holds no state across calls, so nothing is
+/// left half-updated by the unwind.
+fn parse_message(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        MessageParser::new().parse(raw)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::warn!("the mail parser failed on a malformed message; treated as not a report");
+        None
+    })
+}
+
 fn parse_at_depth(raw: &[u8], depth: usize) -> ParsedReport {
     let raw = &raw[..raw.len().min(MAX_BYTES)];
-    let Some(message) = MessageParser::new().parse(raw) else {
+    let Some(message) = parse_message(raw) else {
         return ParsedReport::not_a_report();
     };
     let envelope = Envelope::read(&message);
