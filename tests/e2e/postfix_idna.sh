@@ -210,7 +210,10 @@ headers_in() { # $1 = maildir
     local files=("$1"/new/*)
     [ -f "${files[0]}" ] || fail "nothing delivered to $1"
     [ "${#files[@]}" -eq 1 ] || fail "${#files[@]} messages in $1, expected one"
-    tr -d '\r' <"${files[0]}" | sed '/^$/q'
+    # sed reads the file itself and stops at the blank line: stopping
+    # while a writer upstream still had the body to send would kill it with
+    # SIGPIPE, which pipefail turns into a failure.
+    sed '/^\r\?$/q' "${files[0]}" | tr -d '\r'
 }
 
 wait_for_delivery() { # $1 = case dir, $2 = recipient
