@@ -64,6 +64,15 @@ impl From<String> for Arg<'_> {
     }
 }
 
+impl<'q> From<std::borrow::Cow<'q, str>> for Arg<'q> {
+    fn from(value: std::borrow::Cow<'q, str>) -> Self {
+        match value {
+            std::borrow::Cow::Borrowed(text) => Arg::Text(Some(text)),
+            std::borrow::Cow::Owned(text) => Arg::OwnedText(Some(text)),
+        }
+    }
+}
+
 impl From<Option<String>> for Arg<'_> {
     fn from(value: Option<String>) -> Self {
         Arg::OwnedText(value)

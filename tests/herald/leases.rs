@@ -243,3 +243,60 @@ fn a_store_lock_has_one_holder_at_a_time() {
         });
     });
 }
+
+/// A reply with a NUL in it (a broken or hostile server) is recorded on
+/// both backends; PostgreSQL's text cannot hold one, and a refused record
+/// would leave the batch to be sent again.
+#[test]
+fn a_reply_with_a_nul_is_recorded() {
+    crate::db::for_each_backend(|backend| {
+        let dir = tempfile::tempdir().unwrap();
+        block_on(async {
+            let database = backend.database(dir.path());
+            let store = database.store().await;
+            queue_mail(&store, 3).await;
+            assert_eq!(claim(&store, 10, 1_000, "run-a").await, 3);
+            let sent = Reply {
+                code: Some(250),
+                enhanced_code: Some("2.0.0".into()),
+                text: "queued\0as 42".into(),
+            };
+            let deferred = Reply {
+                code: Some(451),
+                enhanced_code: None,
+                text: "try\0later".into(),
+            };
+            let mut tx = store.begin().await.unwrap();
+            deliveries::mark_sent_batch(&mut tx, &[(1, &sent)], 20, "run-a")
+                .await
+                .unwrap();
+            deliveries::mark_deferred(&mut tx, 2, &deferred, 5_000, "run-a")
+                .await
+                .unwrap();
+            deliveries::mark_failed(&mut tx, 3, &deferred, "run-a")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let counts = counts(&store).await;
+            assert_eq!(
+                (
+                    counts.sent,
+                    counts.get(DeliveryState::Deferred),
+                    counts.get(DeliveryState::Failed)
+                ),
+                (1, 1, 1)
+            );
+            let replies =
+                crate::db::texts(&store, "SELECT last_reply FROM deliveries ORDER BY id").await;
+            assert_eq!(
+                replies,
+                [
+                    "queued\u{FFFD}as 42",
+                    "try\u{FFFD}later",
+                    "try\u{FFFD}later"
+                ]
+            );
+            store.close().await;
+        });
+    });
+}
