@@ -286,7 +286,7 @@ pub async fn cancel_scheduled_issue(
     slug: &str,
     now: Millis,
 ) -> anyhow::Result<Cancellation> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_read().await?;
     let current = campaigns::find_current_campaign(&mut tx, slug).await?;
     tx.commit().await?;
     match current {

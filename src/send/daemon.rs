@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::any::AnyTransport;
 use sha2::{Digest, Sha256};
 
+use super::any::AnyTransport;
 use super::campaign::{deliver, sending_campaigns, start_due_campaigns, ScheduledStart};
 use super::envelope::{load_verp, EnvelopeSender};
 use super::lock::join;
