@@ -24,7 +24,8 @@ use crate::smtp_server::SmtpServer;
 const DEC_7_2099_UTC: i64 = 4_100_284_800_000;
 
 fn run(ws: &Workspace, args: &[&str]) -> Output {
-    let mut all = vec!["--config", ws.config().to_str().unwrap()];
+    let config = ws.config();
+    let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
     herald(&all, ws.path())
 }
