@@ -293,9 +293,11 @@ pub async fn cancel_scheduled_issue(
         Some(campaign) if campaign.state == CampaignState::Scheduled => {
             cancel_campaign(store, campaign.id, now).await
         }
-        Some(campaign) if campaign.state == CampaignState::Finished => {
-            // A finished campaign is current again after a scheduled
-            // `--force-new` resend was cancelled: nothing is scheduled.
+        Some(campaign)
+            if campaign.state == CampaignState::Finished && campaign.scheduled_at.is_none() =>
+        {
+            // Sent at once long ago (or current again after a scheduled
+            // `--force-new` resend was cancelled): nothing is scheduled.
             Ok(Cancellation::NothingScheduled)
         }
         Some(campaign) => Ok(Cancellation::AlreadyStarted(campaign)),
