@@ -11,11 +11,11 @@ use super::check::load_one;
 use super::{user_error, UserError};
 use crate::cli::SendArgs;
 use crate::config::Settings;
-use crate::render::{self, EmailContext, RenderedEmail, Templates};
 use crate::domain::{describe_millis, parse_send_time, IssueSlug};
 use crate::issue::Issue;
+use crate::render::{self, EmailContext, RenderedEmail, Templates};
 use crate::send::campaign::{
-    cancel_scheduled_issue, deliver, schedule, start_or_resume, Cancellation, CampaignRequest,
+    cancel_scheduled_issue, deliver, schedule, start_or_resume, CampaignRequest, Cancellation,
     Conclusion, Scheduling, Started,
 };
 use crate::send::lock::join;
@@ -275,7 +275,9 @@ async fn cancel(settings: &Settings, args: &SendArgs) -> anyhow::Result<ExitCode
     if let Location::Sqlite(path) = &location {
         if !path.exists() {
             // Nothing was ever scheduled, and cancelling creates nothing.
-            return Err(user_error(format!("{slug} has no scheduled send to cancel")));
+            return Err(user_error(format!(
+                "{slug} has no scheduled send to cancel"
+            )));
         }
     }
     let store = Store::connect(&location).await?;

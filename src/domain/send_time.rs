@@ -143,7 +143,11 @@ pub fn zone_name(zone: &TimeZone) -> String {
 /// offset, e.g. `2026-12-07 08:00 +08:00 (Asia/Shanghai)`.
 pub fn describe_send_time(at: Timestamp, zone: &TimeZone) -> String {
     let zoned = at.to_zoned(zone.clone());
-    format!("{} ({})", zoned.strftime("%Y-%m-%d %H:%M %:z"), zone_name(zone))
+    format!(
+        "{} ({})",
+        zoned.strftime("%Y-%m-%d %H:%M %:z"),
+        zone_name(zone)
+    )
 }
 
 /// [`describe_send_time`] for a time column (milliseconds since the epoch).

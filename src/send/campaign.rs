@@ -252,7 +252,9 @@ pub async fn start_due_campaigns(
     campaigns::wait_for_campaign_starts(&mut tx).await?;
     let mut started = Vec::new();
     for campaign in campaigns::due_scheduled_campaigns(&mut tx, now).await? {
-        if let Some(recipients) = start_scheduled(&mut tx, &campaign, message_id_domain, now).await? {
+        if let Some(recipients) =
+            start_scheduled(&mut tx, &campaign, message_id_domain, now).await?
+        {
             started.push(ScheduledStart {
                 late_by: now - campaign.scheduled_at.unwrap_or(now),
                 campaign: Campaign {

@@ -327,7 +327,11 @@ pub async fn start_scheduled_campaign(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<
 /// Cancels a campaign that has not started: it becomes `cancelled` and
 /// retired, so the issue can be sent or scheduled again. False when it is
 /// not scheduled (it started already, or there is no such campaign).
-pub async fn cancel_scheduled_campaign(tx: &mut Tx<'_>, id: i64, now: Millis) -> sqlx::Result<bool> {
+pub async fn cancel_scheduled_campaign(
+    tx: &mut Tx<'_>,
+    id: i64,
+    now: Millis,
+) -> sqlx::Result<bool> {
     let done = query(
         "UPDATE campaigns SET state = $1, retired = 1, finished_at = $2 WHERE id = $3 AND state = $4",
     )
@@ -345,11 +349,13 @@ pub async fn cancel_scheduled_campaign(tx: &mut Tx<'_>, id: i64, now: Millis) ->
 /// does when it sends at once.
 pub async fn retire_other_campaigns(tx: &mut Tx<'_>, slug: &str, keep: i64) -> sqlx::Result<u64> {
     Ok(
-        query("UPDATE campaigns SET retired = 1 WHERE issue_slug = $1 AND retired = 0 AND id <> $2")
-            .bind(slug)
-            .bind(keep)
-            .execute(tx)
-            .await?
-            .rows_affected(),
+        query(
+            "UPDATE campaigns SET retired = 1 WHERE issue_slug = $1 AND retired = 0 AND id <> $2",
+        )
+        .bind(slug)
+        .bind(keep)
+        .execute(tx)
+        .await?
+        .rows_affected(),
     )
 }

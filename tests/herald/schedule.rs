@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use herald::render::{Personalized, RenderedEmail};
 use herald::send::campaign::{
-    cancel_campaign, scheduled_campaigns, start_due_campaigns, schedule, Cancellation,
-    CampaignRequest, Scheduling,
+    cancel_campaign, schedule, scheduled_campaigns, start_due_campaigns, CampaignRequest,
+    Cancellation, Scheduling,
 };
 use herald::store::campaigns::CampaignState;
 use herald::store::{now_millis, Store};
@@ -43,7 +43,12 @@ fn shanghai() -> Workspace {
     let csv = repo_path("examples/subscribers.csv");
     let import = run(
         &ws,
-        &["subscribers", "import", csv.to_str().unwrap(), "--confirmed"],
+        &[
+            "subscribers",
+            "import",
+            csv.to_str().unwrap(),
+            "--confirmed",
+        ],
     );
     assert!(import.status.success(), "{}", stderr(&import));
     ws
@@ -55,7 +60,9 @@ fn issue(ws: &Workspace, name: &str) -> String {
 
 fn sql_i64(ws: &Workspace, sql: &str) -> i64 {
     block_on(async {
-        let store = Store::connect(&ws.settings().database().unwrap()).await.unwrap();
+        let store = Store::connect(&ws.settings().database().unwrap())
+            .await
+            .unwrap();
         let n = db::scalar_i64(&store, sql).await;
         store.close().await;
         n
@@ -64,7 +71,9 @@ fn sql_i64(ws: &Workspace, sql: &str) -> i64 {
 
 fn sql(ws: &Workspace, statement: &str) {
     block_on(async {
-        let store = Store::connect(&ws.settings().database().unwrap()).await.unwrap();
+        let store = Store::connect(&ws.settings().database().unwrap())
+            .await
+            .unwrap();
         db::execute(&store, statement).await;
         store.close().await;
     })
@@ -84,7 +93,10 @@ fn send_at_reads_the_site_zone_or_rfc3339_and_refuses_the_past_and_garbage() {
         "{said}"
     );
     assert_eq!(
-        sql_i64(&ws, "SELECT scheduled_at FROM campaigns WHERE state = 'scheduled'"),
+        sql_i64(
+            &ws,
+            "SELECT scheduled_at FROM campaigns WHERE state = 'scheduled'"
+        ),
         DEC_7_2099_UTC
     );
     // Nothing is queued or sent until it starts.
@@ -98,7 +110,10 @@ fn send_at_reads_the_site_zone_or_rfc3339_and_refuses_the_past_and_garbage() {
     let rfc = run(&ws, &["send", &vol1, "--at", "2099-12-06T19:00:00-05:00"]);
     assert!(rfc.status.success(), "{}", stderr(&rfc));
     assert_eq!(
-        sql_i64(&ws, "SELECT scheduled_at FROM campaigns WHERE state = 'scheduled'"),
+        sql_i64(
+            &ws,
+            "SELECT scheduled_at FROM campaigns WHERE state = 'scheduled'"
+        ),
         DEC_7_2099_UTC
     );
 
@@ -121,12 +136,18 @@ fn send_at_reads_the_site_zone_or_rfc3339_and_refuses_the_past_and_garbage() {
     }
     // Only the one scheduled campaign of vol-001, and the cancelled one.
     assert_eq!(
-        sql_i64(&ws, "SELECT COUNT(*) FROM campaigns WHERE issue_slug = 'vol-002'"),
+        sql_i64(
+            &ws,
+            "SELECT COUNT(*) FROM campaigns WHERE issue_slug = 'vol-002'"
+        ),
         0
     );
 
     // --at makes no sense beside flags of a send that runs now.
-    let conflict = run(&ws, &["send", &vol2, "--at", "2099-12-07 08:00", "--dry-run"]);
+    let conflict = run(
+        &ws,
+        &["send", &vol2, "--at", "2099-12-07 08:00", "--dry-run"],
+    );
     assert_eq!(conflict.status.code(), Some(2), "{}", stderr(&conflict));
 }
 
@@ -156,7 +177,10 @@ fn a_scheduled_issue_is_refused_a_second_schedule_and_an_early_send_and_cancels_
     let message = stderr(&again);
     assert!(message.contains("already scheduled"), "{message}");
     assert!(message.contains("herald send --cancel"), "{message}");
-    let force = run(&ws, &["send", &vol1, "--at", "2099-12-08 08:00", "--force-new"]);
+    let force = run(
+        &ws,
+        &["send", &vol1, "--at", "2099-12-08 08:00", "--force-new"],
+    );
     assert_eq!(force.status.code(), Some(1), "{}", stderr(&force));
     assert_eq!(sql_i64(&ws, "SELECT COUNT(*) FROM campaigns"), 1);
 
@@ -168,8 +192,14 @@ fn a_scheduled_issue_is_refused_a_second_schedule_and_an_early_send_and_cancels_
     let early = run(&ws, &["send", &vol1]);
     assert_eq!(early.status.code(), Some(1));
     let message = stderr(&early);
-    assert!(message.contains("is scheduled for 2099-12-07 08:00"), "{message}");
-    assert!(message.contains("changed since it was scheduled"), "{message}");
+    assert!(
+        message.contains("is scheduled for 2099-12-07 08:00"),
+        "{message}"
+    );
+    assert!(
+        message.contains("changed since it was scheduled"),
+        "{message}"
+    );
     assert_eq!(sql_i64(&ws, "SELECT COUNT(*) FROM deliveries"), 0);
 
     // Cancelled by slug as well as by file; then there is nothing left.
@@ -177,7 +207,10 @@ fn a_scheduled_issue_is_refused_a_second_schedule_and_an_early_send_and_cancels_
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
     assert!(stdout(&cancelled).contains("nothing was sent"));
     assert_eq!(
-        sql_i64(&ws, "SELECT COUNT(*) FROM campaigns WHERE state = 'cancelled' AND retired = 1"),
+        sql_i64(
+            &ws,
+            "SELECT COUNT(*) FROM campaigns WHERE state = 'cancelled' AND retired = 1"
+        ),
         1
     );
     let twice = run(&ws, &["send", "--cancel", &vol1]);
@@ -209,13 +242,19 @@ fn a_due_scheduled_campaign_started_by_send_cannot_be_cancelled() {
         sql_i64(&ws, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"),
         12
     );
-    assert_eq!(std::fs::read_dir(ws.path().join("outbox")).unwrap().count(), 12);
+    assert_eq!(
+        std::fs::read_dir(ws.path().join("outbox")).unwrap().count(),
+        12
+    );
 
     let late = run(&ws, &["send", "--cancel", &vol1]);
     assert_eq!(late.status.code(), Some(1));
     let message = stderr(&late);
     assert!(message.contains("cannot be cancelled"), "{message}");
-    assert!(message.contains("has started (it is finished)"), "{message}");
+    assert!(
+        message.contains("has started (it is finished)"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -223,12 +262,28 @@ fn status_lists_the_scheduled_campaigns_next_first() {
     let ws = shanghai();
     let nothing = run(&ws, &["status"]);
     assert_eq!(nothing.status.code(), Some(1));
-    assert!(run(&ws, &["send", &issue(&ws, "vol-002.md"), "--at", "2099-12-08 08:00"])
-        .status
-        .success());
-    assert!(run(&ws, &["send", &issue(&ws, "vol-001.md"), "--at", "2099-12-07 08:00"])
-        .status
-        .success());
+    assert!(run(
+        &ws,
+        &[
+            "send",
+            &issue(&ws, "vol-002.md"),
+            "--at",
+            "2099-12-08 08:00"
+        ]
+    )
+    .status
+    .success());
+    assert!(run(
+        &ws,
+        &[
+            "send",
+            &issue(&ws, "vol-001.md"),
+            "--at",
+            "2099-12-07 08:00"
+        ]
+    )
+    .status
+    .success());
 
     let text = run(&ws, &["status"]);
     assert!(text.status.success(), "{}", stderr(&text));
@@ -251,7 +306,10 @@ fn status_lists_the_scheduled_campaigns_next_first() {
     assert_eq!(scheduled[0]["scheduled_at"], "2099-12-07T08:00:00+08:00");
     assert_eq!(scheduled[0]["time_zone"], "Asia/Shanghai");
     assert_eq!(scheduled[1]["issue"], "vol-002");
-    assert!(report.get("campaign").is_none(), "nothing started: {report}");
+    assert!(
+        report.get("campaign").is_none(),
+        "nothing started: {report}"
+    );
 
     // One issue: its scheduled campaign, in the usual form.
     let one = run(&ws, &["status", "vol-002", "--json"]);
@@ -364,7 +422,12 @@ fn late_start(backend: &Backend) {
     assert!(!second_log.contains("starts now"), "{second_log}");
 
     let copies = server.copies_by_recipient();
-    assert_eq!(copies.get(&address(0)), None, "{}: left before", backend.name());
+    assert_eq!(
+        copies.get(&address(0)),
+        None,
+        "{}: left before",
+        backend.name()
+    );
     assert_eq!(copies.get("joined@example.com"), Some(&1));
     for i in 1..RECIPIENTS {
         assert_eq!(copies.get(&address(i)), Some(&1), "{}", address(i));
@@ -381,10 +444,15 @@ fn late_start(backend: &Backend) {
         .local_addr()
         .unwrap()
         .port();
-    let serve = spawn(&config, &["serve", "--listen", &format!("127.0.0.1:{port}")]);
-    wait_until("the served campaign to finish", Duration::from_secs(60), || {
-        count("SELECT COUNT(*) FROM campaigns WHERE state = 'finished'") == 2
-    });
+    let serve = spawn(
+        &config,
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+    );
+    wait_until(
+        "the served campaign to finish",
+        Duration::from_secs(60),
+        || count("SELECT COUNT(*) FROM campaigns WHERE state = 'finished'") == 2,
+    );
     let log = stop(serve);
     assert!(log.contains("late"), "{log}");
     let copies = server.copies_by_recipient();
@@ -472,9 +540,10 @@ async fn several_starters_start_a_scheduled_campaign_once_and_cancel_is_by_id() 
         }
 
         // The dashboard's cancel, by id: once, and then never started.
-        let Scheduling::Scheduled(second) = schedule(&store, &request(&email, "two"), now + 50, now)
-            .await
-            .unwrap()
+        let Scheduling::Scheduled(second) =
+            schedule(&store, &request(&email, "two"), now + 50, now)
+                .await
+                .unwrap()
         else {
             panic!("scheduled")
         };
@@ -545,8 +614,11 @@ fn the_campaigns_table_is_rebuilt_without_losing_a_row_or_a_reference() {
 
         let store = Store::open(&file).await.unwrap();
         assert_eq!(
-            db::scalar_text(&store, "SELECT state || ':' || message_nonce FROM campaigns WHERE id = 7")
-                .await,
+            db::scalar_text(
+                &store,
+                "SELECT state || ':' || message_nonce FROM campaigns WHERE id = 7"
+            )
+            .await,
             "finished:nonce"
         );
         assert_eq!(
@@ -562,8 +634,9 @@ fn the_campaigns_table_is_rebuilt_without_losing_a_row_or_a_reference() {
         .execute(pool)
         .await;
         assert!(dangling.is_err(), "the reference is still enforced");
-        let bad_state =
-            sqlx::query("UPDATE campaigns SET state = 'sideways' WHERE id = 7").execute(pool).await;
+        let bad_state = sqlx::query("UPDATE campaigns SET state = 'sideways' WHERE id = 7")
+            .execute(pool)
+            .await;
         assert!(bad_state.is_err(), "the state is still checked");
         sqlx::query("UPDATE campaigns SET state = 'cancelled' WHERE id = 7")
             .execute(pool)
