@@ -272,7 +272,7 @@ pub struct PreviewArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
-    /// The issue file.
+    /// The issue file (with --cancel, the file or its slug).
     pub issue: PathBuf,
     /// Start a new campaign even though this issue was sent: everybody
     /// active gets it again.
@@ -281,6 +281,15 @@ pub struct SendArgs {
     /// Send one test copy to this address; records nothing.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["force_new", "dry_run"])]
     pub to: Option<String>,
+    /// Schedule the send instead: "2026-12-07 08:00" in the site's time
+    /// zone ([site] timezone), or RFC 3339 such as
+    /// "2026-12-07T08:00:00+08:00". The issue is rendered now, and
+    /// `herald worker` (or `herald serve`) starts it then.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["to", "dry_run", "concurrency", "rate"])]
+    pub at: Option<String>,
+    /// Cancel the issue's scheduled send, before it starts.
+    #[arg(long, conflicts_with_all = ["to", "dry_run", "concurrency", "rate", "at", "force_new"])]
+    pub cancel: bool,
     /// Do everything except talk to the mail server: report what would go out.
     #[arg(long)]
     pub dry_run: bool,

@@ -145,6 +145,9 @@ pub struct SiteSettings {
     pub description: String,
     /// Shown as the feeds' author and the archive's footer.
     pub author: String,
+    /// The IANA time zone (`Asia/Shanghai`) in which `herald send --at`
+    /// reads a wall-clock time and `herald status` shows scheduled sends.
+    pub timezone: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +286,7 @@ impl Default for SiteSettings {
             language: "zh-CN".into(),
             description: "A weekly newsletter delivered by Herald.".into(),
             author: "Herald".into(),
+            timezone: "UTC".into(),
         }
     }
 }
@@ -459,6 +463,7 @@ impl Settings {
                 base.as_str()
             );
         }
+        self.time_zone()?;
         parse_address(&self.mail.from, "[mail] from")?;
         if let Some(reply_to) = &self.mail.reply_to {
             parse_address(reply_to, "[mail] reply_to")?;
@@ -540,6 +545,19 @@ impl Settings {
             postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
+    }
+
+    /// `[site] timezone`, from the time zone database built into Herald
+    /// (jiff's bundled copy), so it means the same on a machine without
+    /// /usr/share/zoneinfo. Checked when the config loads.
+    pub fn time_zone(&self) -> anyhow::Result<jiff::tz::TimeZone> {
+        let name = self.site.timezone.trim();
+        jiff::tz::TimeZone::get(name).map_err(|_| {
+            anyhow::anyhow!(
+                "[site] timezone = {} is not a time zone; write an IANA name such as \"Asia/Shanghai\", \"Europe/Berlin\" or \"UTC\"",
+                crate::domain::quote_input(&self.site.timezone)
+            )
+        })
     }
 
     /// `[bounces] return_path`, validated (checked when the config loads,
@@ -879,6 +897,25 @@ mod tests {
             ok.return_path().unwrap().unwrap().address(),
             "bounces@example.com"
         );
+    }
+
+    #[test]
+    fn the_site_time_zone_is_an_iana_name_checked_when_the_config_loads() {
+        let zone = Settings::parse("[site]\ntimezone = \"Asia/Shanghai\"\n")
+            .unwrap()
+            .time_zone()
+            .unwrap();
+        assert_eq!(zone.iana_name(), Some("Asia/Shanghai"));
+        assert_eq!(
+            Settings::default().time_zone().unwrap().iana_name(),
+            Some("UTC")
+        );
+        for bad in ["Mars/Olympus_Mons", "", "+08:00", "Asia/Shang hai"] {
+            let text = format!("[site]\ntimezone = {bad:?}\n");
+            let error = format!("{:#}", Settings::parse(&text).expect_err(bad));
+            assert!(error.contains("[site] timezone"), "{bad}: {error}");
+            assert!(error.contains("IANA name"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -11,8 +11,13 @@ use super::check::load_one;
 use super::{user_error, UserError};
 use crate::cli::SendArgs;
 use crate::config::Settings;
+use crate::domain::{describe_millis, parse_send_time, IssueSlug};
+use crate::issue::Issue;
 use crate::render::{self, EmailContext, RenderedEmail, Templates};
-use crate::send::campaign::{deliver, start_or_resume, CampaignRequest, Conclusion, Started};
+use crate::send::campaign::{
+    cancel_scheduled_issue, deliver, schedule, start_or_resume, CampaignRequest, Cancellation,
+    Conclusion, Scheduling, Started,
+};
 use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
@@ -40,6 +45,17 @@ pub fn run(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<
 }
 
 async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.cancel {
+        return cancel(settings, args).await;
+    }
+    // Read before the issue is rendered: a mistyped time fails at once.
+    let at = match &args.at {
+        Some(text) => Some(
+            parse_send_time(text, &settings.time_zone()?, jiff::Timestamp::now())
+                .map_err(|e| user_error(e.to_string()))?,
+        ),
+        None => None,
+    };
     let source = std::fs::read(&args.issue).ok();
     let issue = load_one(settings, &args.issue)?;
     let templates = Templates::load(&settings.templates_dir())?;
@@ -57,6 +73,10 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
 
     if let Some(address) = &args.to {
         return send_test_copy(settings, email, web_url, &transport, address).await;
+    }
+    if let Some(at) = at {
+        let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
+        return schedule_send(settings, args, at, &issue, &email, &issue_hash).await;
     }
 
     let location = settings.database()?;
@@ -116,6 +136,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
             );
             return Ok(ExitCode::SUCCESS);
         }
+        Started::Scheduled(campaign) => {
+            return Err(scheduled_refusal(settings, args, &campaign, &issue_hash));
+        }
         Started::Ready {
             campaign,
             created_with,
@@ -146,6 +169,139 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         .await?;
 
     run_campaign(settings, args, &store, &campaign, transport, quiet).await
+}
+
+/// `herald send ISSUE.md` while the issue waits for its scheduled time
+/// (or with `--force-new`): nothing starts early; the way out is named.
+fn scheduled_refusal(
+    settings: &Settings,
+    args: &SendArgs,
+    campaign: &Campaign,
+    issue_hash: &str,
+) -> anyhow::Error {
+    let path = args.issue.display();
+    if campaign.issue_hash != issue_hash {
+        eprintln!(
+            "warning: {path} changed since it was scheduled; the version rendered then is what \
+             goes out (cancel and schedule it again to send the new one)"
+        );
+    }
+    user_error(format!(
+        "{} is scheduled for {} (campaign {}); `herald worker` or `herald serve` starts it then. \
+         To send it now instead: `herald send --cancel {path}`, then `herald send {path}`",
+        campaign.issue_slug,
+        scheduled_time(settings, campaign),
+        campaign.id,
+    ))
+}
+
+/// When a campaign is (or was) scheduled, in the site's time zone.
+fn scheduled_time(settings: &Settings, campaign: &Campaign) -> String {
+    let zone = settings.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
+    campaign
+        .scheduled_at
+        .map(|at| describe_millis(at, &zone))
+        .unwrap_or_else(|| "no recorded time".into())
+}
+
+/// `herald send --at`: records the issue, rendered now, as a campaign that
+/// starts at `at`; sends nothing.
+async fn schedule_send(
+    settings: &Settings,
+    args: &SendArgs,
+    at: jiff::Timestamp,
+    issue: &Issue,
+    email: &RenderedEmail,
+    issue_hash: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&settings.database()?).await?;
+    let from = settings.from_mailbox()?;
+    let request = CampaignRequest {
+        issue_slug: issue.slug.as_str(),
+        issue_number: issue.number,
+        issue_hash,
+        email,
+        force_new: args.force_new,
+        message_id_domain: from.email.domain(),
+    };
+    let scheduling = schedule(&store, &request, at.as_millisecond(), now_millis()).await;
+    store.close().await;
+    let path = args.issue.display();
+    match scheduling? {
+        Scheduling::Scheduled(campaign) => {
+            println!(
+                "{} is scheduled for {} (campaign {}): `herald worker` or `herald serve` starts \
+                 it then, with whoever is subscribed at that moment. `herald send --cancel {path}` \
+                 cancels it",
+                campaign.issue_slug,
+                scheduled_time(settings, &campaign),
+                campaign.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Scheduling::AlreadyScheduled(campaign) => Err(user_error(format!(
+            "{} is already scheduled for {} (campaign {}); to change the time, cancel it first \
+             with `herald send --cancel {path}`, then schedule it again",
+            campaign.issue_slug,
+            scheduled_time(settings, &campaign),
+            campaign.id
+        ))),
+        Scheduling::InProgress(campaign) => Err(user_error(format!(
+            "{} is being sent (campaign {} is {}); `herald send {path}` resumes it, and it \
+             cannot be scheduled as well",
+            campaign.issue_slug,
+            campaign.id,
+            campaign.state.as_str()
+        ))),
+        Scheduling::AlreadySent(campaign) => Err(user_error(format!(
+            "{} was already sent (campaign {}); nobody is mailed twice. `--force-new --at TIME` \
+             schedules it for everybody again",
+            campaign.issue_slug, campaign.id
+        ))),
+    }
+}
+
+/// `herald send --cancel ISSUE`: the issue's scheduled send will not start.
+async fn cancel(settings: &Settings, args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let given = args.issue.to_string_lossy();
+    let slug = super::status::slug_of(settings, &given)?;
+    let slug = IssueSlug::parse(&slug).map_err(|e| {
+        user_error(format!(
+            "--cancel {}: neither an issue file nor a slug: {e}",
+            crate::domain::quote_input(&given)
+        ))
+    })?;
+    let location = settings.database()?;
+    if let Location::Sqlite(path) = &location {
+        if !path.exists() {
+            // Nothing was ever scheduled, and cancelling creates nothing.
+            return Err(user_error(format!(
+                "{slug} has no scheduled send to cancel"
+            )));
+        }
+    }
+    let store = Store::connect(&location).await?;
+    let cancellation = cancel_scheduled_issue(&store, slug.as_str(), now_millis()).await;
+    store.close().await;
+    match cancellation? {
+        Cancellation::Cancelled(campaign) => {
+            println!(
+                "cancelled: {slug} will not be sent at {} (campaign {}); nothing was sent",
+                scheduled_time(settings, &campaign),
+                campaign.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cancellation::AlreadyStarted(campaign) => Err(user_error(format!(
+            "{slug} cannot be cancelled: campaign {} has started (it is {}); `herald status {slug}` \
+             shows where it stands",
+            campaign.id,
+            campaign.state.as_str()
+        ))),
+        Cancellation::AlreadyCancelled(_) | Cancellation::NothingScheduled => Err(user_error(
+            format!("{slug} has no scheduled send to cancel"),
+        )),
+    }
 }
 
 async fn run_campaign(
@@ -294,6 +450,11 @@ async fn dry_run(
         "<dry-run@example.com>",
     )?;
     match existing {
+        Some(campaign) if campaign.state == campaigns::CampaignState::Scheduled => println!(
+            "dry run: {slug} is scheduled for {} (campaign {}); `herald send` would not start it early",
+            scheduled_time(settings, &campaign),
+            campaign.id
+        ),
         Some(campaign) => println!(
             "dry run: campaign {} for {slug} exists ({}); `herald send` would resume it",
             campaign.id,

@@ -12,7 +12,7 @@ use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
 use crate::http::{router, AppState};
 use crate::render::Templates;
-use crate::send::daemon::start_outbox;
+use crate::send::daemon::{serve_campaigns, start_outbox, CampaignScope};
 use crate::send::outbox::OutboxSignal;
 use crate::store::Store;
 use crate::subscription::{SubscriberMail, Subscriptions};
@@ -50,10 +50,24 @@ pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let subscriptions = Arc::new(Subscriptions::new(Arc::new(settings.clone()), &templates)?);
         let mail = Arc::new(SubscriberMail::new(store.clone(), subscriptions));
         let poller = start_imap_poller(&settings, &store, stopped.clone()).await?;
-        let worker = if args.web_only {
-            None
+        let (worker, scheduled) = if args.web_only {
+            (None, None)
         } else {
-            start_outbox(&settings, &store, mail, outbox.clone(), stopped).await?
+            // Scheduled campaigns start (and are sent) here when their time
+            // comes, so one `herald serve` is enough to schedule an issue.
+            let campaigns = serve_campaigns(
+                Arc::new(settings.clone()),
+                store.clone(),
+                CampaignScope::Scheduled,
+                stopped.clone(),
+            );
+            let scheduled = tokio::spawn(async move {
+                if let Err(error) = campaigns.await {
+                    tracing::error!("scheduled campaigns will not be sent: {error:#}");
+                }
+            });
+            let outbox = start_outbox(&settings, &store, mail, outbox.clone(), stopped).await?;
+            (outbox, Some(scheduled))
         };
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
@@ -66,6 +80,9 @@ pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = stop.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(scheduled) = scheduled {
+            let _ = scheduled.await;
         }
         if let Some(poller) = poller {
             let _ = poller.await;

@@ -9,11 +9,36 @@ use serde::Serialize;
 use super::user_error;
 use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
+use crate::domain::zone_name;
 use crate::store::campaigns::{self, Campaign};
 use crate::store::deliveries::{
     self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
 };
 use crate::store::Store;
+
+/// Everything `herald status` shows: the scheduled sends, then where the
+/// latest (or the named issue's) campaign stands.
+#[derive(Serialize)]
+struct Report {
+    /// Absent when no campaign has started yet.
+    #[serde(flatten)]
+    latest: Option<Status>,
+    /// The scheduled campaigns (of the named issue, when one is named), the
+    /// next to start first.
+    scheduled: Vec<ScheduledView>,
+}
+
+#[derive(Serialize)]
+struct ScheduledView {
+    campaign: i64,
+    issue: String,
+    subject: String,
+    /// RFC 3339, in the site's time zone.
+    scheduled_at: String,
+    time_zone: String,
+    #[serde(skip)]
+    millis: i64,
+}
 
 #[derive(Serialize)]
 struct Status {
@@ -22,6 +47,9 @@ struct Status {
     subject: String,
     state: &'static str,
     pause_reason: Option<String>,
+    /// RFC 3339 in the site's time zone, for a campaign that was scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_at: Option<String>,
     counts: DeliveryCounts,
     /// Messages per second between the first and the last accepted one.
     send_rate: Option<f64>,
@@ -44,67 +72,123 @@ struct CampaignReports {
 pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        let zone = settings.time_zone()?;
         let store = Store::connect(&settings.database()?).await?;
         let mut tx = store.begin_read().await?;
-        let campaign: Option<Campaign> = match issue {
-            Some(issue) => {
-                let slug = slug_of(settings, issue)?;
-                campaigns::find_current_campaign(&mut tx, &slug).await?
-            }
+        let slug = issue.map(|issue| slug_of(settings, issue)).transpose()?;
+        let campaign: Option<Campaign> = match &slug {
+            Some(slug) => campaigns::find_current_campaign(&mut tx, slug).await?,
             None => campaigns::find_latest_campaign(&mut tx).await?,
         };
-        let Some(campaign) = campaign else {
+        let scheduled: Vec<ScheduledView> = campaigns::list_scheduled_campaigns(&mut tx)
+            .await?
+            .into_iter()
+            .filter(|c| slug.as_ref().is_none_or(|slug| *slug == c.issue_slug))
+            .map(|c| ScheduledView {
+                campaign: c.id,
+                issue: c.issue_slug,
+                subject: c.subject,
+                scheduled_at: rfc3339_in(c.scheduled_at, &zone),
+                time_zone: zone_name(&zone),
+                millis: c.scheduled_at,
+            })
+            .collect();
+        let latest = match campaign {
+            Some(campaign) => Some(campaign_status(&mut tx, campaign, &zone).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        if latest.is_none() && scheduled.is_empty() {
             return Err(user_error(match issue {
                 Some(issue) => format!("{issue} has not been sent"),
                 None => "nothing has been sent yet".to_string(),
             }));
-        };
-        let counts =
-            deliveries::count_deliveries_by_state(&mut tx, Queue::Campaign(campaign.id)).await?;
-        let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
-        let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
-        let report_counts = deliveries::campaign_report_counts(&mut tx, RATE_CAMPAIGNS).await?;
-        tx.commit().await?;
-        let reports = report_counts
-            .into_iter()
-            .map(|counts| CampaignReports {
-                rates: rates(
-                    counts.sent,
-                    counts.hard_bounces,
-                    counts.soft_bounces,
-                    counts.complaints,
-                ),
-                counts,
-            })
-            .collect();
-        let send_rate = match (first, last) {
-            (Some(first), Some(last)) if last > first => {
-                Some(sent as f64 * 1000.0 / (last - first) as f64)
-            }
-            _ => None,
-        };
-        let status = Status {
-            campaign: campaign.id,
-            issue: campaign.issue_slug.clone(),
-            subject: campaign.subject.clone(),
-            state: campaign.state.as_str(),
-            pause_reason: campaign.pause_reason.clone(),
-            counts,
-            send_rate,
-            errors,
-            reports,
-        };
+        }
+        let report = Report { latest, scheduled };
         if json {
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            print_status(&status);
+            print_scheduled(&report.scheduled);
+            if let Some(status) = &report.latest {
+                print_status(status);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// Where one campaign stands: its counts, rate, errors, and the newest
+/// campaigns' bounce and complaint rates.
+async fn campaign_status(
+    tx: &mut crate::store::Tx<'_>,
+    campaign: Campaign,
+    zone: &jiff::tz::TimeZone,
+) -> anyhow::Result<Status> {
+    let counts = deliveries::count_deliveries_by_state(tx, Queue::Campaign(campaign.id)).await?;
+    let (first, last, sent) = deliveries::sent_time_span(tx, campaign.id).await?;
+    let errors = deliveries::error_groups(tx, campaign.id, 10).await?;
+    let report_counts = deliveries::campaign_report_counts(tx, RATE_CAMPAIGNS).await?;
+    let reports = report_counts
+        .into_iter()
+        .map(|counts| CampaignReports {
+            rates: rates(
+                counts.sent,
+                counts.hard_bounces,
+                counts.soft_bounces,
+                counts.complaints,
+            ),
+            counts,
+        })
+        .collect();
+    let send_rate = match (first, last) {
+        (Some(first), Some(last)) if last > first => {
+            Some(sent as f64 * 1000.0 / (last - first) as f64)
+        }
+        _ => None,
+    };
+    Ok(Status {
+        campaign: campaign.id,
+        issue: campaign.issue_slug,
+        subject: campaign.subject,
+        state: campaign.state.as_str(),
+        pause_reason: campaign.pause_reason,
+        scheduled_at: campaign.scheduled_at.map(|at| rfc3339_in(at, zone)),
+        counts,
+        send_rate,
+        errors,
+        reports,
+    })
+}
+
+/// A time column as RFC 3339 with the offset of `zone` at that instant.
+fn rfc3339_in(millis: i64, zone: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(millis) {
+        Ok(at) => at
+            .to_zoned(zone.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        Err(_) => format!("{millis} ms (out of range)"),
+    }
+}
+
+fn print_scheduled(scheduled: &[ScheduledView]) {
+    if scheduled.is_empty() {
+        return;
+    }
+    println!("scheduled:");
+    for view in scheduled {
+        let when = jiff::Timestamp::from_millisecond(view.millis)
+            .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "  campaign {} · {} · {} · {} ({}; {when})",
+            view.campaign, view.issue, view.subject, view.scheduled_at, view.time_zone
+        );
+    }
+}
+
 /// An issue given as a file path (its slug is read from it) or as a slug.
-fn slug_of(settings: &Settings, issue: &str) -> anyhow::Result<String> {
+pub(crate) fn slug_of(settings: &Settings, issue: &str) -> anyhow::Result<String> {
     let path = Path::new(issue);
     if path.is_file() {
         let checked = crate::issue::read_issue(path, &settings.site.base_url)?;
@@ -122,9 +206,10 @@ fn print_status(status: &Status) {
         "campaign {} · {} · {}",
         status.campaign, status.issue, status.subject
     );
-    match &status.pause_reason {
-        Some(reason) => println!("state: {} ({reason})", status.state),
-        None => println!("state: {}", status.state),
+    match (&status.pause_reason, &status.scheduled_at) {
+        (Some(reason), _) => println!("state: {} ({reason})", status.state),
+        (None, Some(at)) => println!("state: {} (scheduled for {at})", status.state),
+        (None, None) => println!("state: {}", status.state),
     }
     for state in DeliveryState::ALL {
         println!("  {:<9} {}", state.as_str(), status.counts.get(state));

@@ -3,6 +3,7 @@
 
 mod issue_slug;
 mod reply;
+mod send_time;
 mod spreadsheet;
 mod subscriber_email;
 mod subscriber_name;
@@ -11,6 +12,9 @@ mod verp;
 
 pub use issue_slug::IssueSlug;
 pub use reply::Reply;
+pub use send_time::{
+    describe_delay, describe_millis, describe_send_time, parse_send_time, zone_name, SendTimeError,
+};
 pub use spreadsheet::{neutralise_formula, restore_formula};
 pub use subscriber_email::SubscriberEmail;
 pub use subscriber_name::SubscriberName;

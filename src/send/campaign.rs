@@ -11,7 +11,7 @@ use super::transport::Transport;
 use super::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
 use crate::config::Settings;
 use crate::render::{Personalized, RenderedEmail};
-use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign};
+use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign, ScheduledCampaign};
 use crate::store::deliveries::{self, DeliveryCounts, Queue};
 use crate::store::{Millis, Store};
 
@@ -32,10 +32,14 @@ pub struct CampaignRequest<'a> {
 pub enum Started {
     /// The issue was sent already; nothing to do.
     AlreadyFinished(Campaign),
+    /// The issue is scheduled (for later, or `--force-new` was asked of a
+    /// scheduled issue): nothing starts now; the editor cancels it first.
+    Scheduled(Campaign),
     /// Ready to send: the campaign is `sending`.
     Ready {
         campaign: Campaign,
-        /// Recipients queued, when the campaign was created now.
+        /// Recipients queued, when the campaign was created (or its
+        /// scheduled time came) now.
         created_with: Option<u64>,
         /// The issue file changed since the campaign began; what was
         /// rendered then is what goes out.
@@ -48,8 +52,9 @@ pub enum Started {
 /// Finds the issue's current campaign or creates it with one delivery per
 /// active subscriber, gives back claims a killed run left, and marks it
 /// sending: all in one write transaction, so whoever is active at that
-/// instant gets the issue once. Call with the queue's lock held (the
-/// orphaned claims are only safe to release then).
+/// instant gets the issue once. A scheduled campaign whose time has come
+/// is started as a worker would start it. Call with the queue's lock held
+/// (the orphaned claims are only safe to release then).
 pub async fn start_or_resume(
     store: &Store,
     request: &CampaignRequest<'_>,
@@ -57,6 +62,28 @@ pub async fn start_or_resume(
 ) -> anyhow::Result<Started> {
     let mut tx = store.begin().await?;
     campaigns::wait_for_campaign_starts(&mut tx).await?;
+    let current = campaigns::find_current_campaign(&mut tx, request.issue_slug).await?;
+    if let Some(scheduled) = current.filter(|c| c.state == CampaignState::Scheduled) {
+        let due = scheduled.scheduled_at.is_none_or(|at| at <= now);
+        let recipients = if due && !request.force_new {
+            start_scheduled(&mut tx, &scheduled, request.message_id_domain, now).await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        return Ok(match recipients {
+            None => Started::Scheduled(scheduled),
+            Some(recipients) => Started::Ready {
+                changed_since: scheduled.issue_hash != request.issue_hash,
+                campaign: Campaign {
+                    state: CampaignState::Sending,
+                    ..scheduled
+                },
+                created_with: Some(recipients),
+                resumed_from_pause: None,
+            },
+        });
+    }
     if request.force_new {
         let retired = campaigns::retire_campaigns(&mut tx, request.issue_slug).await?;
         if retired > 0 {
@@ -79,6 +106,7 @@ pub async fn start_or_resume(
                     html: &html,
                     text: &text,
                     message_nonce: &message_nonce,
+                    scheduled_at: None,
                 };
                 let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
                 let recipients = campaigns::snapshot_recipients(
@@ -113,6 +141,198 @@ pub async fn start_or_resume(
         created_with,
         resumed_from_pause,
     })
+}
+
+/// Starts a scheduled campaign inside the caller's campaign-start
+/// transaction: `sending`, one delivery per subscriber active now (not
+/// when it was scheduled: who left since is not mailed, who joined is),
+/// and the issue's earlier campaigns retired, as `--force-new` does.
+/// `None` when it is no longer scheduled: another worker started it, or
+/// the editor cancelled it, in between.
+async fn start_scheduled(
+    tx: &mut crate::store::Tx<'_>,
+    campaign: &Campaign,
+    message_id_domain: &str,
+    now: Millis,
+) -> anyhow::Result<Option<u64>> {
+    if !campaigns::start_scheduled_campaign(tx, campaign.id).await? {
+        return Ok(None);
+    }
+    let nonce = campaign
+        .message_nonce
+        .as_deref()
+        .with_context(|| format!("scheduled campaign {} has no message nonce", campaign.id))?;
+    campaigns::retire_other_campaigns(tx, &campaign.issue_slug, campaign.id).await?;
+    let recipients =
+        campaigns::snapshot_recipients(tx, campaign.id, nonce, message_id_domain, now).await?;
+    Ok(Some(recipients))
+}
+
+/// What scheduling found.
+pub enum Scheduling {
+    /// Scheduled: the campaign waits, rendered, for its time.
+    Scheduled(Campaign),
+    /// The issue is scheduled already; cancel that first.
+    AlreadyScheduled(Campaign),
+    /// A campaign of the issue is sending or paused: finish it first.
+    InProgress(Campaign),
+    /// The issue was sent; `--force-new` schedules it again for everybody.
+    AlreadySent(Campaign),
+}
+
+/// Records a scheduled campaign: the issue as rendered now, to start at
+/// `at`. Its recipients are taken when it starts. Nothing is retired yet:
+/// with `--force-new` the earlier campaign stays the issue's record until
+/// the new one starts, and again if it is cancelled.
+pub async fn schedule(
+    store: &Store,
+    request: &CampaignRequest<'_>,
+    at: Millis,
+    now: Millis,
+) -> anyhow::Result<Scheduling> {
+    let mut tx = store.begin().await?;
+    campaigns::wait_for_campaign_starts(&mut tx).await?;
+    let current = campaigns::find_current_campaign(&mut tx, request.issue_slug).await?;
+    let refusal = current.and_then(|campaign| match campaign.state {
+        CampaignState::Scheduled => Some(Scheduling::AlreadyScheduled(campaign)),
+        CampaignState::Sending | CampaignState::Paused => Some(Scheduling::InProgress(campaign)),
+        CampaignState::Finished if !request.force_new => Some(Scheduling::AlreadySent(campaign)),
+        CampaignState::Finished | CampaignState::Cancelled => None,
+    });
+    if let Some(refusal) = refusal {
+        tx.commit().await?;
+        return Ok(refusal);
+    }
+    let message_nonce = uuid::Uuid::new_v4().simple().to_string();
+    let (html, text) = (request.email.html.template(), request.email.text.template());
+    let new = NewCampaign {
+        issue_slug: request.issue_slug,
+        issue_number: i64::from(request.issue_number),
+        issue_hash: request.issue_hash,
+        subject: &request.email.subject,
+        html: &html,
+        text: &text,
+        message_nonce: &message_nonce,
+        scheduled_at: Some(at),
+    };
+    let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
+    let campaign = campaigns::find_campaign(&mut tx, id)
+        .await?
+        .context("the campaign just scheduled")?;
+    tx.commit().await?;
+    Ok(Scheduling::Scheduled(campaign))
+}
+
+/// A scheduled campaign that has just started.
+pub struct ScheduledStart {
+    /// Now `sending`.
+    pub campaign: Campaign,
+    pub recipients: u64,
+    /// How long after its time it started.
+    pub late_by: Millis,
+}
+
+/// Starts every scheduled campaign whose time has come. Several workers
+/// may call this at once: the campaign-start lock (PostgreSQL) or the one
+/// writer (SQLite) makes them take turns, and a campaign moves out of
+/// `scheduled` once, so exactly one of them starts each.
+pub async fn start_due_campaigns(
+    store: &Store,
+    message_id_domain: &str,
+    now: Millis,
+) -> anyhow::Result<Vec<ScheduledStart>> {
+    // A look first, without the write lock: nearly every poll finds nothing.
+    let mut read = store.begin_read().await?;
+    let due = campaigns::due_scheduled_campaigns(&mut read, now).await?;
+    read.commit().await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = store.begin().await?;
+    campaigns::wait_for_campaign_starts(&mut tx).await?;
+    let mut started = Vec::new();
+    for campaign in campaigns::due_scheduled_campaigns(&mut tx, now).await? {
+        if let Some(recipients) =
+            start_scheduled(&mut tx, &campaign, message_id_domain, now).await?
+        {
+            started.push(ScheduledStart {
+                late_by: now - campaign.scheduled_at.unwrap_or(now),
+                campaign: Campaign {
+                    state: CampaignState::Sending,
+                    ..campaign
+                },
+                recipients,
+            });
+        }
+    }
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// What cancelling found.
+pub enum Cancellation {
+    /// Cancelled: it will not start, and the issue may be sent or
+    /// scheduled again.
+    Cancelled(Campaign),
+    /// It has started (or finished): too late to cancel.
+    AlreadyStarted(Campaign),
+    /// It was cancelled before.
+    AlreadyCancelled(Campaign),
+    /// No such campaign, or the issue has none scheduled.
+    NothingScheduled,
+}
+
+/// Cancels the issue's scheduled campaign (`herald send --cancel`).
+pub async fn cancel_scheduled_issue(
+    store: &Store,
+    slug: &str,
+    now: Millis,
+) -> anyhow::Result<Cancellation> {
+    let mut tx = store.begin_read().await?;
+    let current = campaigns::find_current_campaign(&mut tx, slug).await?;
+    tx.commit().await?;
+    match current {
+        Some(campaign) if campaign.state == CampaignState::Scheduled => {
+            cancel_campaign(store, campaign.id, now).await
+        }
+        Some(campaign)
+            if campaign.state == CampaignState::Finished && campaign.scheduled_at.is_none() =>
+        {
+            // Sent at once long ago (or current again after a scheduled
+            // `--force-new` resend was cancelled): nothing is scheduled.
+            Ok(Cancellation::NothingScheduled)
+        }
+        Some(campaign) => Ok(Cancellation::AlreadyStarted(campaign)),
+        None => Ok(Cancellation::NothingScheduled),
+    }
+}
+
+/// Cancels a scheduled campaign by its id (the admin dashboard's cancel
+/// button). Safe against a worker starting it at the same moment: only a
+/// campaign still `scheduled` is cancelled, so it is either cancelled or
+/// started, never both.
+pub async fn cancel_campaign(store: &Store, id: i64, now: Millis) -> anyhow::Result<Cancellation> {
+    let mut tx = store.begin().await?;
+    campaigns::wait_for_campaign_starts(&mut tx).await?;
+    let cancelled = campaigns::cancel_scheduled_campaign(&mut tx, id, now).await?;
+    let campaign = campaigns::find_campaign(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(match campaign {
+        None => Cancellation::NothingScheduled,
+        Some(campaign) if cancelled => Cancellation::Cancelled(campaign),
+        Some(campaign) if campaign.state == CampaignState::Cancelled => {
+            Cancellation::AlreadyCancelled(campaign)
+        }
+        Some(campaign) => Cancellation::AlreadyStarted(campaign),
+    })
+}
+
+/// Every scheduled campaign, the next to start first.
+pub async fn scheduled_campaigns(store: &Store) -> anyhow::Result<Vec<ScheduledCampaign>> {
+    let mut tx = store.begin_read().await?;
+    let scheduled = campaigns::list_scheduled_campaigns(&mut tx).await?;
+    tx.commit().await?;
+    Ok(scheduled)
 }
 
 /// Where a campaign stands after a run.

@@ -3,22 +3,46 @@
 //! welcomes) with their retries, until it is told to stop. On PostgreSQL any
 //! number of workers, on any machine, share the work through their claims;
 //! on SQLite a worker leaves a queue to whichever process already sends it.
+//! Scheduled campaigns start here when their time comes (or on the next
+//! start, late, if nothing was running then); `herald serve` runs the same
+//! loop for scheduled campaigns only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use super::any::AnyTransport;
-use super::campaign::{deliver, sending_campaigns};
+use super::campaign::{deliver, sending_campaigns, start_due_campaigns, ScheduledStart};
 use super::envelope::{load_verp, EnvelopeSender};
 use super::lock::join;
 use super::outbox::{run_transactional_worker, OutboxSignal};
 use super::worker::{Counters, RunEnd, SendOptions, TransactionalMail};
 use crate::config::Settings;
+use crate::domain::{describe_delay, describe_millis};
+use crate::store::campaigns::Campaign;
 use crate::store::deliveries::Queue;
-use crate::store::Store;
+use crate::store::{now_millis, Millis, Store};
 
-/// How often an idle worker looks for campaigns to send.
+/// How often an idle worker looks for campaigns to send, and for scheduled
+/// campaigns whose time has come.
 const CAMPAIGN_POLL: Duration = Duration::from_secs(2);
+
+/// A scheduled campaign that starts later than this after its time is
+/// reported as late: a poll or a busy moment costs seconds, so more means
+/// nothing was running then (or a long send held this worker).
+const LATE_AFTER_MILLIS: Millis = 30_000;
+
+/// Which campaigns a sending loop serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignScope {
+    /// Every sending campaign (`herald worker`).
+    All,
+    /// Only campaigns that were scheduled (`herald serve`): a campaign
+    /// started by `herald send` stays with it, so stopping that send with
+    /// Ctrl-C stops it, and a server does not take it over unasked.
+    Scheduled,
+}
 
 /// Runs until `shutdown` resolves; then finishes the messages in flight,
 /// gives back the rest of its claims and returns.
@@ -31,7 +55,12 @@ pub async fn run_worker(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = OutboxSignal::default();
     let outbox = start_outbox(&settings, &store, mail, signal, stopped.clone()).await?;
-    let campaigns = tokio::spawn(serve_campaigns(settings.clone(), store.clone(), stopped));
+    let campaigns = tokio::spawn(serve_campaigns(
+        settings.clone(),
+        store.clone(),
+        CampaignScope::All,
+        stopped,
+    ));
     shutdown.await;
     tracing::info!("stopping: finishing the messages in flight");
     let _ = stop.send(true);
@@ -76,21 +105,29 @@ pub async fn start_outbox(
     })))
 }
 
-/// Sends every sending campaign, oldest first, and looks again every
-/// [`CAMPAIGN_POLL`]. A campaign that pauses (its server failing) stays
-/// paused until the editor resumes it with `herald send`.
-async fn serve_campaigns(
+/// Starts scheduled campaigns whose time has come and sends every sending
+/// campaign in `scope`, oldest first, looking again every
+/// [`CAMPAIGN_POLL`], until `stopped`. A campaign that pauses (its server
+/// failing) stays paused until the editor resumes it with `herald send`.
+pub async fn serve_campaigns(
     settings: Arc<Settings>,
     store: Store,
+    scope: CampaignScope,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let transport = Arc::new(AnyTransport::from_settings(&settings)?);
     let options = SendOptions::from_settings(&settings.send);
+    let message_id_domain = settings.from_mailbox()?.email.domain().to_string();
     loop {
         if *stopped.borrow() {
             return Ok(());
         }
-        match send_due_campaigns(&settings, &store, &transport, &options, &stopped).await {
+        match start_due_campaigns(&store, &message_id_domain, now_millis()).await {
+            Ok(started) => started.iter().for_each(|s| report_start(&settings, s)),
+            Err(error) => tracing::warn!("starting scheduled campaigns: {error:#}"),
+        }
+        let sending = send_due_campaigns(&settings, &store, &transport, &options, scope, &stopped);
+        match sending.await {
             Ok(true) => continue,
             Ok(false) => {}
             Err(error) => tracing::warn!("sending campaigns: {error:#}"),
@@ -108,10 +145,15 @@ async fn send_due_campaigns(
     store: &Store,
     transport: &Arc<AnyTransport>,
     options: &SendOptions,
+    scope: CampaignScope,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
     let mut worked = false;
-    for campaign in sending_campaigns(store).await? {
+    let in_scope = |campaign: &Campaign| match scope {
+        CampaignScope::All => true,
+        CampaignScope::Scheduled => campaign.scheduled_at.is_some(),
+    };
+    for campaign in sending_campaigns(store).await?.into_iter().filter(in_scope) {
         // On SQLite, a `herald send` of this database may be running: it
         // has the queue, and this worker leaves it alone.
         let Some(membership) = join(store, "send").await? else {
@@ -154,4 +196,58 @@ async fn send_due_campaigns(
         }
     }
     Ok(worked)
+}
+
+/// Logs a scheduled campaign's start: late, and by how much, when it
+/// started well after its time; with a warning when its issue file has
+/// changed since it was scheduled (what was rendered then goes out).
+fn report_start(settings: &Settings, start: &ScheduledStart) {
+    let campaign = &start.campaign;
+    let zone = settings.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
+    let due = describe_millis(campaign.scheduled_at.unwrap_or_default(), &zone);
+    if start.late_by > LATE_AFTER_MILLIS {
+        tracing::warn!(
+            "campaign {} ({}) was scheduled for {due} and starts now, {} late \
+             (no `herald worker` or `herald serve` was sending then); {} recipient(s) queued",
+            campaign.id,
+            campaign.issue_slug,
+            describe_delay(start.late_by),
+            start.recipients
+        );
+    } else {
+        tracing::info!(
+            "campaign {} ({}) scheduled for {due} starts: {} recipient(s) queued",
+            campaign.id,
+            campaign.issue_slug,
+            start.recipients
+        );
+    }
+    if let Some(path) = changed_issue_file(settings, campaign) {
+        tracing::warn!(
+            "{} changed since campaign {} was scheduled; sending the version rendered then",
+            path.display(),
+            campaign.id
+        );
+    }
+}
+
+/// The issue file of `campaign` in the issues folder, when it no longer
+/// has the bytes the campaign was rendered from. `None` when it is
+/// unchanged or cannot be found (a worker on another machine may have no
+/// issues folder at all).
+fn changed_issue_file(settings: &Settings, campaign: &Campaign) -> Option<std::path::PathBuf> {
+    let files = crate::issue::issue_files(&settings.issues_dir()).ok()?;
+    let unchanged = files.iter().any(|path| {
+        std::fs::read(path)
+            .is_ok_and(|bytes| hex::encode(Sha256::digest(bytes)) == campaign.issue_hash)
+    });
+    if unchanged {
+        return None;
+    }
+    files.into_iter().find(|path| {
+        crate::issue::read_issue(path, &settings.site.base_url)
+            .ok()
+            .and_then(|checked| checked.issue)
+            .is_some_and(|issue| issue.slug.as_str() == campaign.issue_slug)
+    })
 }

@@ -4,19 +4,32 @@ use super::{query, Row};
 
 use super::{try_get_parsed, Backend, Millis, Tx};
 
+/// Where a campaign is in its life:
+///
+/// ```text
+/// scheduled ──its time──▶ sending ◀──resume──▶ paused
+///     │                      │
+///     └──cancel──▶ cancelled └──last row──▶ finished
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignState {
+    /// Rendered and waiting for its `scheduled_at`; no recipients yet.
+    Scheduled,
     Sending,
     Paused,
     Finished,
+    /// Cancelled before it started; kept (retired) for the record.
+    Cancelled,
 }
 
 impl CampaignState {
     pub fn as_str(self) -> &'static str {
         match self {
+            CampaignState::Scheduled => "scheduled",
             CampaignState::Sending => "sending",
             CampaignState::Paused => "paused",
             CampaignState::Finished => "finished",
+            CampaignState::Cancelled => "cancelled",
         }
     }
 
@@ -25,9 +38,11 @@ impl CampaignState {
     /// mail a paused or finished campaign again.
     fn parse(s: &str) -> Option<CampaignState> {
         match s {
+            "scheduled" => Some(CampaignState::Scheduled),
             "sending" => Some(CampaignState::Sending),
             "paused" => Some(CampaignState::Paused),
             "finished" => Some(CampaignState::Finished),
+            "cancelled" => Some(CampaignState::Cancelled),
             _ => None,
         }
     }
@@ -45,7 +60,13 @@ pub struct Campaign {
     pub state: CampaignState,
     pub pause_reason: Option<String>,
     pub created_at: Millis,
+    /// When it finished, or was cancelled.
     pub finished_at: Option<Millis>,
+    /// When it was scheduled to start; `None` for one sent at once.
+    pub scheduled_at: Option<Millis>,
+    /// See [`NewCampaign::message_nonce`]; `None` only in campaigns older
+    /// than the column.
+    pub message_nonce: Option<String>,
 }
 
 pub struct NewCampaign<'a> {
@@ -58,11 +79,14 @@ pub struct NewCampaign<'a> {
     /// Random per campaign; part of every Message-ID of its mail (see
     /// [`snapshot_recipients`]), kept so a returned Message-ID finds it.
     pub message_nonce: &'a str,
+    /// `Some`: the campaign waits, `scheduled`, until then, and takes its
+    /// recipients when it starts. `None`: it is `sending` at once.
+    pub scheduled_at: Option<Millis>,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, issue_slug, issue_number, issue_hash, subject, html, text, state, \
-                                pause_reason, created_at, finished_at";
+                                pause_reason, created_at, finished_at, scheduled_at, message_nonce";
 
 fn campaign_from_row(row: &Row) -> sqlx::Result<Campaign> {
     Ok(Campaign {
@@ -77,6 +101,8 @@ fn campaign_from_row(row: &Row) -> sqlx::Result<Campaign> {
         pause_reason: row.try_get("pause_reason")?,
         created_at: row.try_get("created_at")?,
         finished_at: row.try_get("finished_at")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        message_nonce: row.try_get("message_nonce")?,
     })
 }
 
@@ -102,7 +128,6 @@ pub async fn find_current_campaign(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<
     row.as_ref().map(campaign_from_row).transpose()
 }
 
-/// The most recent campaign of any issue, for `herald status`.
 /// Campaigns in one state, oldest first: a worker serves the oldest
 /// sending campaign first.
 pub async fn campaigns_in_state(
@@ -114,9 +139,17 @@ pub async fn campaigns_in_state(
     rows.iter().map(campaign_from_row).collect()
 }
 
+/// The most recent campaign that started (of any issue), for `herald
+/// status`: one still scheduled, or cancelled, has nothing to report yet.
 pub async fn find_latest_campaign(tx: &mut Tx<'_>) -> sqlx::Result<Option<Campaign>> {
-    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT 1");
-    let row = query(&sql).fetch_optional(tx).await?;
+    let sql = format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state NOT IN ($1, $2) ORDER BY id DESC LIMIT 1"
+    );
+    let row = query(&sql)
+        .bind(CampaignState::Scheduled.as_str())
+        .bind(CampaignState::Cancelled.as_str())
+        .fetch_optional(tx)
+        .await?;
     row.as_ref().map(campaign_from_row).transpose()
 }
 
@@ -125,9 +158,14 @@ pub async fn insert_campaign(
     new: &NewCampaign<'_>,
     now: Millis,
 ) -> sqlx::Result<i64> {
+    let state = match new.scheduled_at {
+        Some(_) => CampaignState::Scheduled,
+        None => CampaignState::Sending,
+    };
     let row = query(
-        "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state, created_at, message_nonce)
-         VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7, $8)
+        "INSERT INTO campaigns (issue_slug, issue_number, issue_hash, subject, html, text, state,
+                                created_at, message_nonce, scheduled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          RETURNING id",
     )
     .bind(new.issue_slug)
@@ -136,8 +174,10 @@ pub async fn insert_campaign(
     .bind(new.subject)
     .bind(new.html)
     .bind(new.text)
+    .bind(state.as_str())
     .bind(now)
     .bind(new.message_nonce)
+    .bind(new.scheduled_at)
     .fetch_one(tx)
     .await?;
     row.try_get(0)
@@ -203,4 +243,119 @@ pub async fn set_campaign_state(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// A campaign waiting for its time: what `herald status` and the admin
+/// dashboard list, without the rendered mail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduledCampaign {
+    pub id: i64,
+    pub issue_slug: String,
+    pub issue_number: i64,
+    pub subject: String,
+    /// SHA-256 of the issue file when it was scheduled.
+    pub issue_hash: String,
+    pub scheduled_at: Millis,
+    pub created_at: Millis,
+}
+
+/// Every scheduled campaign, the next to start first.
+pub async fn list_scheduled_campaigns(tx: &mut Tx<'_>) -> sqlx::Result<Vec<ScheduledCampaign>> {
+    let rows = query(
+        "SELECT id, issue_slug, issue_number, subject, issue_hash, scheduled_at, created_at
+         FROM campaigns WHERE state = $1 ORDER BY scheduled_at, id",
+    )
+    .bind(CampaignState::Scheduled.as_str())
+    .fetch_all(tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ScheduledCampaign {
+                id: row.try_get("id")?,
+                issue_slug: row.try_get("issue_slug")?,
+                issue_number: row.try_get("issue_number")?,
+                subject: row.try_get("subject")?,
+                issue_hash: row.try_get("issue_hash")?,
+                // The column is NULL only for campaigns sent at once;
+                // a scheduled one without a time is a corrupt row.
+                scheduled_at: row
+                    .try_get::<Option<Millis>>("scheduled_at")?
+                    .ok_or_else(|| sqlx::Error::ColumnDecode {
+                        index: "\"scheduled_at\"".into(),
+                        source: "a scheduled campaign without a time".into(),
+                    })?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Scheduled campaigns whose time has come (`scheduled_at <= now`), the
+/// earliest first.
+pub async fn due_scheduled_campaigns(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<Vec<Campaign>> {
+    let sql = format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
+         WHERE state = $1 AND retired = 0 AND scheduled_at <= $2 ORDER BY scheduled_at, id"
+    );
+    let rows = query(&sql)
+        .bind(CampaignState::Scheduled.as_str())
+        .bind(now)
+        .fetch_all(tx)
+        .await?;
+    rows.iter().map(campaign_from_row).collect()
+}
+
+pub async fn find_campaign(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<Option<Campaign>> {
+    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
+    let row = query(&sql).bind(id).fetch_optional(tx).await?;
+    row.as_ref().map(campaign_from_row).transpose()
+}
+
+/// Moves a scheduled campaign to `sending`; false when it is no longer
+/// scheduled (another worker started it, or it was cancelled), so that of
+/// several starters exactly one goes on to take its recipients.
+pub async fn start_scheduled_campaign(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<bool> {
+    let done = query("UPDATE campaigns SET state = $1 WHERE id = $2 AND state = $3")
+        .bind(CampaignState::Sending.as_str())
+        .bind(id)
+        .bind(CampaignState::Scheduled.as_str())
+        .execute(tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Cancels a campaign that has not started: it becomes `cancelled` and
+/// retired, so the issue can be sent or scheduled again. False when it is
+/// not scheduled (it started already, or there is no such campaign).
+pub async fn cancel_scheduled_campaign(
+    tx: &mut Tx<'_>,
+    id: i64,
+    now: Millis,
+) -> sqlx::Result<bool> {
+    let done = query(
+        "UPDATE campaigns SET state = $1, retired = 1, finished_at = $2 WHERE id = $3 AND state = $4",
+    )
+    .bind(CampaignState::Cancelled.as_str())
+    .bind(now)
+    .bind(id)
+    .bind(CampaignState::Scheduled.as_str())
+    .execute(tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Retires an issue's other live campaigns when a scheduled `--force-new`
+/// one starts: the earlier send is kept for the record, as `--force-new`
+/// does when it sends at once.
+pub async fn retire_other_campaigns(tx: &mut Tx<'_>, slug: &str, keep: i64) -> sqlx::Result<u64> {
+    Ok(
+        query(
+            "UPDATE campaigns SET retired = 1 WHERE issue_slug = $1 AND retired = 0 AND id <> $2",
+        )
+        .bind(slug)
+        .bind(keep)
+        .execute(tx)
+        .await?
+        .rows_affected(),
+    )
 }

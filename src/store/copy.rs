@@ -88,6 +88,7 @@ const TABLES: &[Table] = &[
             ("created_at", Int),
             ("finished_at", Int),
             ("message_nonce", Text),
+            ("scheduled_at", Int),
         ],
         identity: true,
     },

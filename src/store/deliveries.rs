@@ -955,7 +955,11 @@ pub async fn campaign_report_counts(
                   AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
              (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
                   AND d.report_kind = 'complaint') AS complaints
-         FROM campaigns c ORDER BY c.id DESC LIMIT $1",
+         FROM campaigns c
+         -- Only campaigns that started: one scheduled or cancelled has
+         -- sent nothing, and would push a real one out of the ten.
+         WHERE c.state NOT IN ('scheduled', 'cancelled')
+         ORDER BY c.id DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(tx)

@@ -78,6 +78,8 @@ impl Setup {
             issue: repo_path(&format!("examples/issues/vol-00{issue}.md")),
             force_new: false,
             to: None,
+            at: None,
+            cancel: false,
             dry_run: false,
             concurrency: None,
             rate: None,

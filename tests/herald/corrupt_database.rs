@@ -39,6 +39,7 @@ fn campaign_in_progress(recipients: usize) -> (tempfile::TempDir, std::path::Pat
             html: "<p>Hello</p>",
             text: "Hello",
             message_nonce: "corruptnonce",
+            scheduled_at: None,
         };
         let id = campaigns::insert_campaign(&mut tx, &new, now_millis())
             .await

@@ -98,6 +98,8 @@ fn args() -> SendArgs {
         issue: issue(),
         force_new: false,
         to: None,
+        at: None,
+        cancel: false,
         dry_run: false,
         concurrency: None,
         rate: None,

@@ -606,6 +606,7 @@ async fn an_ses_bounce_finds_its_delivery_by_the_verp_envelope_sender() {
             html: "<p>Weekly</p>",
             text: "Weekly",
             message_nonce: "n0nce",
+            scheduled_at: None,
         },
         now,
     )
