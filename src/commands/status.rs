@@ -10,6 +10,7 @@ use super::user_error;
 use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
 use crate::store::campaigns::{self, Campaign};
+use crate::store::clicks::{self, LinkClicks};
 use crate::store::deliveries::{
     self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
 };
@@ -28,7 +29,12 @@ struct Status {
     errors: Vec<ErrorGroup>,
     /// The newest campaigns' bounce and complaint rates.
     reports: Vec<CampaignReports>,
+    /// With `[tracking] clicks`: the most clicked links (people first).
+    links: Vec<LinkClicks>,
 }
+
+/// Links `herald status` shows.
+const TOP_LINKS: i64 = 10;
 
 /// Campaigns whose rates `herald status` shows.
 const RATE_CAMPAIGNS: i64 = 10;
@@ -64,6 +70,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
         let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
         let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
         let report_counts = deliveries::campaign_report_counts(&mut tx, RATE_CAMPAIGNS).await?;
+        let links = clicks::ranked_links(&mut tx, campaign.id, TOP_LINKS).await?;
         tx.commit().await?;
         let reports = report_counts
             .into_iter()
@@ -93,6 +100,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             send_rate,
             errors,
             reports,
+            links,
         };
         if json {
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -146,6 +154,25 @@ fn print_status(status: &Status) {
         }
     }
     print_reports(&status.reports);
+    print_links(&status.links);
+}
+
+/// The campaign's most clicked links, when its clicks were tracked.
+fn print_links(links: &[LinkClicks]) {
+    if links.is_empty() {
+        return;
+    }
+    println!("most clicked links (people, and bots and mail scanners apart):");
+    println!("  {:>4} {:>7} {:>7}  url", "link", "people", "bots");
+    for link in links {
+        println!(
+            "  {:>4} {:>7} {:>7}  {}",
+            link.link_index,
+            link.human_clicks,
+            link.bot_clicks,
+            crate::domain::terminal_safe(&link.url)
+        );
+    }
 }
 
 /// Each campaign's rates, and a bold warning (on a terminal) for any
