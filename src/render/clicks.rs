@@ -15,11 +15,7 @@ use crate::issue::{Issue, Item};
 
 /// The items of an issue that have a link, in the email's order.
 fn linked_items(issue: &Issue) -> impl Iterator<Item = &Item> {
-    issue
-        .sections
-        .iter()
-        .flat_map(|section| section.items.iter())
-        .filter(|item| item.url.is_some())
+    issue.items().filter(|item| item.url.is_some())
 }
 
 /// One rewritten link: its number and where it leads.
@@ -72,9 +68,7 @@ impl LinkTable {
 pub(crate) fn email_links(issue: &Issue, table: Option<&LinkTable>) -> Vec<Option<String>> {
     let mut next_index = 1;
     issue
-        .sections
-        .iter()
-        .flat_map(|section| section.items.iter())
+        .items()
         .map(|item| {
             let url = item.url.as_ref()?;
             let shown = match table {
@@ -85,4 +79,101 @@ pub(crate) fn email_links(issue: &Issue, table: Option<&LinkTable>) -> Vec<Optio
             Some(shown)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::render::{render_email, render_email_with_links, EmailContext, Recipient, Templates};
+
+    const ISSUE: &str = r#"+++
+title = "Links"
+number = 1
+date = 2024-01-01
++++
+An intro with [its own link](https://intro.example/).
+
+## Section
+
+### [First](https://one.example/a?x=1&y=2)
+
+A body with [a body link](https://body.example/).
+
+### No link
+
+Text.
+
+### [Second](https://two.example/)
+"#;
+
+    fn issue() -> Issue {
+        let base = Url::parse("https://news.example.com/").unwrap();
+        crate::issue::parse_issue(Path::new("links.md"), ISSUE.as_bytes(), &base)
+            .issue
+            .expect("a valid issue")
+    }
+
+    fn recipient(click_query: &str) -> Recipient<'_> {
+        Recipient {
+            email: "reader@example.com",
+            unsubscribe_url: "https://news.example.com/unsubscribe/t",
+            web_url: "https://news.example.com/issues/links/",
+            click_query,
+        }
+    }
+
+    #[test]
+    fn the_table_numbers_linked_items_from_one_in_order() {
+        let base = Url::parse("https://news.example.com/").unwrap();
+        let table = LinkTable::for_issue(&issue(), &base, 7);
+        let links: Vec<(i64, &str)> = table.links().iter().map(|l| (l.index, l.url.as_str())).collect();
+        assert_eq!(
+            links,
+            [(1, "https://one.example/a?x=1&y=2"), (2, "https://two.example/")]
+        );
+        // A base without its final '/' still makes a path under it.
+        let bare = Url::parse("https://news.example.com/letters").unwrap();
+        assert_eq!(
+            LinkTable::for_issue(&issue(), &bare, 7).tracked_url(1),
+            format!("https://news.example.com/letters/l/7/1{}", click_marker())
+        );
+    }
+
+    #[test]
+    fn item_links_are_rewritten_in_both_parts_and_nothing_else_is() {
+        let issue = issue();
+        let base = Url::parse("https://news.example.com/").unwrap();
+        let table = LinkTable::for_issue(&issue, &base, 7);
+        let context = EmailContext {
+            site_title: "Weekly",
+            language: "en",
+        };
+        let templates = Templates::builtin();
+        let email = render_email_with_links(&issue, &context, &templates, Some(&table)).unwrap();
+        for (query, suffix) in [("", ""), ("?s=12-00ff", "?s=12-00ff")] {
+            let html = email.html.fill(&recipient(query));
+            let text = email.text.fill(&recipient(query));
+            for part in [&html, &text] {
+                assert!(part.contains(&format!("https://news.example.com/l/7/1{suffix}")), "{part}");
+                assert!(part.contains(&format!("https://news.example.com/l/7/2{suffix}")), "{part}");
+                assert!(!part.contains("https://news.example.com/l/7/3"), "{part}");
+                assert!(!part.contains("one.example"), "{part}");
+                assert!(!part.contains("two.example"), "{part}");
+                assert!(!part.contains("%%herald"), "{part}");
+            }
+            assert!(html.contains(&format!("href=\"https://news.example.com/l/7/1{suffix}\"")));
+            // Links in the text around the items are left alone.
+            assert!(html.contains("https://intro.example/") && html.contains("https://body.example/"));
+        }
+
+        let plain = render_email(&issue, &context, &templates).unwrap();
+        let (html, text) = (plain.html.fill(&recipient("")), plain.text.fill(&recipient("")));
+        for part in [&html, &text] {
+            assert!(part.contains("https://two.example/"), "{part}");
+            assert!(!part.contains("/l/"), "{part}");
+        }
+        assert!(html.contains("href=\"https://one.example/a?x=1&amp;y=2\""), "{html}");
+    }
 }

@@ -3,6 +3,7 @@
 mod bounce_corpus;
 mod bounces;
 mod check;
+mod clicks;
 mod check_render_props;
 mod config_cli;
 mod corrupt_database;
