@@ -52,13 +52,20 @@ pub struct ClickRequest<'a> {
 /// A person's click or a program's: HEAD requests, a missing or known
 /// scanner User-Agent, and clicks within `window_secs` after `sent_at`
 /// (when the mail went out) are programs'.
-pub fn classify(request: &ClickRequest, sent_at: Millis, now: Millis, window_secs: u64) -> ClickKind {
+pub fn classify(
+    request: &ClickRequest,
+    sent_at: Millis,
+    now: Millis,
+    window_secs: u64,
+) -> ClickKind {
     let agent = request.user_agent.map(str::trim).unwrap_or_default();
     let agent = agent.to_ascii_lowercase();
     let window = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     if request.head
         || agent.is_empty()
-        || SCANNER_AGENTS.iter().any(|fragment| agent.contains(fragment))
+        || SCANNER_AGENTS
+            .iter()
+            .any(|fragment| agent.contains(fragment))
         || now.saturating_sub(sent_at) < window
     {
         ClickKind::Bot
@@ -117,7 +124,9 @@ impl ClickCounter {
         let url = Url::parse(&link.url)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .with_context(|| format!("campaign {campaign_id} link {link_index} is not an http(s) URL"))?;
+            .with_context(|| {
+                format!("campaign {campaign_id} link {link_index} is not an http(s) URL")
+            })?;
         if self.tracking.clicks {
             let delivery = self.delivery(&mut tx, campaign_id, request).await?;
             let sent_at = delivery
@@ -178,9 +187,19 @@ mod tests {
             (true, Some(BROWSER), later, ClickKind::Bot),
             (false, None, later, ClickKind::Bot),
             (false, Some("  "), later, ClickKind::Bot),
-            (false, Some("Mozilla/5.0 (compatible; Barracuda Sentinel)"), later, ClickKind::Bot),
+            (
+                false,
+                Some("Mozilla/5.0 (compatible; Barracuda Sentinel)"),
+                later,
+                ClickKind::Bot,
+            ),
             (false, Some("python-requests/2.31"), later, ClickKind::Bot),
-            (false, Some("Slackbot-LinkExpanding 1.0"), later, ClickKind::Bot),
+            (
+                false,
+                Some("Slackbot-LinkExpanding 1.0"),
+                later,
+                ClickKind::Bot,
+            ),
             // Too soon after the mail went out, whoever says they are.
             (false, Some(BROWSER), sent + 29_999, ClickKind::Bot),
             (false, Some(BROWSER), sent + 30_000, ClickKind::Human),

@@ -906,8 +906,8 @@ mod tests {
     fn per_subscriber_clicks_need_clicks_and_a_retention() {
         let err = Settings::parse("[tracking]\nper_subscriber = true\n").unwrap_err();
         assert!(err.to_string().contains("needs clicks = true"), "{err}");
-        let err = Settings::parse("[tracking]\nclicks = true\nper_subscriber_days = 0\n")
-            .unwrap_err();
+        let err =
+            Settings::parse("[tracking]\nclicks = true\nper_subscriber_days = 0\n").unwrap_err();
         assert!(err.to_string().contains("per_subscriber_days"), "{err}");
         let ok = Settings::parse("[tracking]\nclicks = true\nper_subscriber = true\n").unwrap();
         assert!(ok.tracking.clicks && ok.tracking.per_subscriber);

@@ -6,8 +6,8 @@
 //! `commands` are what the CLI calls.
 
 pub mod bounce;
-pub mod clicks;
 pub mod cli;
+pub mod clicks;
 pub mod commands;
 pub mod config;
 pub mod doctor;

@@ -101,10 +101,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         issue_hash: &issue_hash,
         context: &context,
         templates: &templates,
-        track_clicks: settings
-            .tracking
-            .clicks
-            .then_some(&settings.site.base_url),
+        track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
         force_new: args.force_new,
         message_id_domain: from.email.domain(),
     };

@@ -5,8 +5,8 @@ use anyhow::Context;
 
 use crate::bounce::imap::{run_poller, ImapConfig};
 use crate::bounce::Recorder;
-use crate::clicks::ClickCounter;
 use crate::cli::ServeArgs;
+use crate::clicks::ClickCounter;
 use crate::config::Settings;
 use crate::http::clicks::click_routes;
 use crate::http::server::{serve, ServerLimits};

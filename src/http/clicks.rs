@@ -56,7 +56,12 @@ async fn follow_link(
         token: token.as_deref(),
     };
     let followed = counter
-        .follow(campaign_id, link_index, &request, crate::store::now_millis())
+        .follow(
+            campaign_id,
+            link_index,
+            &request,
+            crate::store::now_millis(),
+        )
         .await;
     match followed {
         Ok(Some(url)) => match HeaderValue::from_str(url.as_str()) {
@@ -113,8 +118,24 @@ mod tests {
     #[test]
     fn only_plain_positive_ids_are_ids() {
         assert_eq!(parse_id("1"), Some(1));
-        assert_eq!(parse_id("999999999999999999"), Some(999_999_999_999_999_999));
-        for bad in ["", "0", "+1", "-1", " 1", "1 ", "01e3", "1.0", "0x1", "9999999999999999999", "//evil.com", "１"] {
+        assert_eq!(
+            parse_id("999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        for bad in [
+            "",
+            "0",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "01e3",
+            "1.0",
+            "0x1",
+            "9999999999999999999",
+            "//evil.com",
+            "１",
+        ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
         }
     }

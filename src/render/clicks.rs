@@ -43,7 +43,11 @@ impl LinkTable {
             .collect();
         // `[site] base_url` ends in '/' once the config has loaded; a base
         // made some other way gets one here rather than a broken link.
-        let slash = if base_url.as_str().ends_with('/') { "" } else { "/" };
+        let slash = if base_url.as_str().ends_with('/') {
+            ""
+        } else {
+            "/"
+        };
         LinkTable {
             prefix: format!("{base_url}{slash}l/{campaign_id}/"),
             links,
@@ -86,7 +90,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::render::{render_email, render_email_with_links, EmailContext, Recipient, Templates};
+    use crate::render::{
+        render_email, render_email_with_links, EmailContext, Recipient, Templates,
+    };
 
     const ISSUE: &str = r#"+++
 title = "Links"
@@ -128,10 +134,17 @@ Text.
     fn the_table_numbers_linked_items_from_one_in_order() {
         let base = Url::parse("https://news.example.com/").unwrap();
         let table = LinkTable::for_issue(&issue(), &base, 7);
-        let links: Vec<(i64, &str)> = table.links().iter().map(|l| (l.index, l.url.as_str())).collect();
+        let links: Vec<(i64, &str)> = table
+            .links()
+            .iter()
+            .map(|l| (l.index, l.url.as_str()))
+            .collect();
         assert_eq!(
             links,
-            [(1, "https://one.example/a?x=1&y=2"), (2, "https://two.example/")]
+            [
+                (1, "https://one.example/a?x=1&y=2"),
+                (2, "https://two.example/")
+            ]
         );
         // A base without its final '/' still makes a path under it.
         let bare = Url::parse("https://news.example.com/letters").unwrap();
@@ -156,8 +169,14 @@ Text.
             let html = email.html.fill(&recipient(query));
             let text = email.text.fill(&recipient(query));
             for part in [&html, &text] {
-                assert!(part.contains(&format!("https://news.example.com/l/7/1{suffix}")), "{part}");
-                assert!(part.contains(&format!("https://news.example.com/l/7/2{suffix}")), "{part}");
+                assert!(
+                    part.contains(&format!("https://news.example.com/l/7/1{suffix}")),
+                    "{part}"
+                );
+                assert!(
+                    part.contains(&format!("https://news.example.com/l/7/2{suffix}")),
+                    "{part}"
+                );
                 assert!(!part.contains("https://news.example.com/l/7/3"), "{part}");
                 assert!(!part.contains("one.example"), "{part}");
                 assert!(!part.contains("two.example"), "{part}");
@@ -165,15 +184,23 @@ Text.
             }
             assert!(html.contains(&format!("href=\"https://news.example.com/l/7/1{suffix}\"")));
             // Links in the text around the items are left alone.
-            assert!(html.contains("https://intro.example/") && html.contains("https://body.example/"));
+            assert!(
+                html.contains("https://intro.example/") && html.contains("https://body.example/")
+            );
         }
 
         let plain = render_email(&issue, &context, &templates).unwrap();
-        let (html, text) = (plain.html.fill(&recipient("")), plain.text.fill(&recipient("")));
+        let (html, text) = (
+            plain.html.fill(&recipient("")),
+            plain.text.fill(&recipient("")),
+        );
         for part in [&html, &text] {
             assert!(part.contains("https://two.example/"), "{part}");
             assert!(!part.contains("/l/"), "{part}");
         }
-        assert!(html.contains("href=\"https://one.example/a?x=1&amp;y=2\""), "{html}");
+        assert!(
+            html.contains("href=\"https://one.example/a?x=1&amp;y=2\""),
+            "{html}"
+        );
     }
 }

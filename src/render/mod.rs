@@ -16,11 +16,11 @@ mod text;
 mod web;
 mod welcome;
 
+pub use clicks::{LinkTable, TrackedLink};
 pub use confirmation::{
     build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,
     TransactionalHeaders,
 };
-pub use clicks::{LinkTable, TrackedLink};
 pub use email::{render_email, render_email_with_links, EmailContext, RenderedEmail};
 pub use labels::Labels;
 pub use message::{build_message, MessageHeaders};

@@ -136,14 +136,9 @@ async fn create_campaign(
     }
     let (html, text) = (email.html.template(), email.text.template());
     campaigns::set_campaign_content(tx, id, &html, &text).await?;
-    let recipients = campaigns::snapshot_recipients(
-        tx,
-        id,
-        &message_nonce,
-        request.message_id_domain,
-        now,
-    )
-    .await?;
+    let recipients =
+        campaigns::snapshot_recipients(tx, id, &message_nonce, request.message_id_domain, now)
+            .await?;
     Ok(recipients)
 }
 

@@ -108,11 +108,12 @@ pub async fn clicked_delivery(
     delivery_id: i64,
     campaign_id: i64,
 ) -> sqlx::Result<Option<ClickedDelivery>> {
-    let row = query("SELECT subscriber_id, sent_at FROM deliveries WHERE id = $1 AND campaign_id = $2")
-        .bind(delivery_id)
-        .bind(campaign_id)
-        .fetch_optional(tx)
-        .await?;
+    let row =
+        query("SELECT subscriber_id, sent_at FROM deliveries WHERE id = $1 AND campaign_id = $2")
+            .bind(delivery_id)
+            .bind(campaign_id)
+            .fetch_optional(tx)
+            .await?;
     row.map(|row| {
         Ok(ClickedDelivery {
             subscriber_id: row.try_get(0)?,

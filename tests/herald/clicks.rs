@@ -21,8 +21,7 @@ use crate::helpers::{herald, repo_path};
 use crate::send::{address, block_on, open_store, setup, SendSetup};
 use crate::smtp_server::SmtpServer;
 
-const BROWSER: &str =
-    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 /// The example issue's first and thirteenth (last) item links.
 const FIRST: &str = "https://cloud.google.com/blog/products/serverless/announcing-cloud-run-the-newest-member-of-our-serverless-compute-stack";
 const LAST: &str = "https://imroc.io/posts/istio/istio-cni/";
@@ -39,7 +38,10 @@ fn send(settings: &Settings) {
         concurrency: None,
         rate: None,
     };
-    assert_eq!(send_issue(settings, &args, true).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        send_issue(settings, &args, true).unwrap(),
+        ExitCode::SUCCESS
+    );
 }
 
 /// A send of the example issue to three readers with `tracking` applied.
@@ -180,13 +182,22 @@ fn tracked_links_redirect_count_and_rank() {
         let (html, text) = parts(&server, 1);
         for index in 1..=LINKS {
             let tracked = format!("https://news.example.com/l/{campaign}/{index}");
-            assert!(html.contains(&format!("href=\"{tracked}\"")), "link {index} in {html}");
-            assert!(text.contains(&format!("{tracked}\n")), "link {index} in {text}");
+            assert!(
+                html.contains(&format!("href=\"{tracked}\"")),
+                "link {index} in {html}"
+            );
+            assert!(
+                text.contains(&format!("{tracked}\n")),
+                "link {index} in {text}"
+            );
         }
         let past = format!("https://news.example.com/l/{campaign}/{}", LINKS + 1);
         assert!(!html.contains(&past) && !text.contains(&past));
         for original in [FIRST, LAST] {
-            assert!(!html.contains(original) && !text.contains(original), "{original}");
+            assert!(
+                !html.contains(original) && !text.contains(original),
+                "{original}"
+            );
         }
         // No open pixel, no token without per_subscriber.
         assert!(!html.contains("?s=") && !text.contains("?s="));
@@ -194,9 +205,18 @@ fn tracked_links_redirect_count_and_rank() {
 
         let router = Router::start(&s.settings);
         let first = format!("/l/{campaign}/1");
-        assert_eq!(router.get(&first, Some(BROWSER)), (StatusCode::FOUND, Some(FIRST.into())));
-        assert_eq!(router.get(&format!("/l/{campaign}/13"), Some(BROWSER)), (StatusCode::FOUND, Some(LAST.into())));
-        assert_eq!(router.get(&format!("/l/{campaign}/13"), Some(BROWSER)).0, StatusCode::FOUND);
+        assert_eq!(
+            router.get(&first, Some(BROWSER)),
+            (StatusCode::FOUND, Some(FIRST.into()))
+        );
+        assert_eq!(
+            router.get(&format!("/l/{campaign}/13"), Some(BROWSER)),
+            (StatusCode::FOUND, Some(LAST.into()))
+        );
+        assert_eq!(
+            router.get(&format!("/l/{campaign}/13"), Some(BROWSER)).0,
+            StatusCode::FOUND
+        );
         // Programs: HEAD, a scanner's User-Agent, none at all.
         let head = router.request(reqwest::Method::HEAD, &first, Some(BROWSER));
         assert_eq!(head, (StatusCode::FOUND, Some(FIRST.into())));
@@ -205,7 +225,10 @@ fn tracked_links_redirect_count_and_rank() {
         assert_eq!(router.get(&first, None).0, StatusCode::FOUND);
         // A query cannot choose where the redirect goes.
         assert_eq!(
-            router.get(&format!("{first}?url=https://evil.example/&s=1-0"), Some(BROWSER)),
+            router.get(
+                &format!("{first}?url=https://evil.example/&s=1-0"),
+                Some(BROWSER)
+            ),
             (StatusCode::FOUND, Some(FIRST.into()))
         );
 
@@ -245,12 +268,21 @@ fn tracked_links_redirect_count_and_rank() {
         assert_eq!(ranked(&s.settings, campaign), links, "a 404 counts nothing");
 
         let config = config_file(&s);
-        let status = herald(&["--config", config.to_str().unwrap(), "status"], s.dir.path());
+        let status = herald(
+            &["--config", config.to_str().unwrap(), "status"],
+            s.dir.path(),
+        );
         let stdout = String::from_utf8_lossy(&status.stdout);
         assert!(status.status.success(), "{stdout}");
         assert!(stdout.contains("most clicked links"), "{stdout}");
-        assert!(stdout.contains(&format!("   1       2       3  {FIRST}")), "{stdout}");
-        let json = herald(&["--config", config.to_str().unwrap(), "status", "--json"], s.dir.path());
+        assert!(
+            stdout.contains(&format!("   1       2       3  {FIRST}")),
+            "{stdout}"
+        );
+        let json = herald(
+            &["--config", config.to_str().unwrap(), "status", "--json"],
+            s.dir.path(),
+        );
         let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(json["links"].as_array().unwrap().len(), 10);
         assert_eq!(json["links"][0]["url"], FIRST);
@@ -266,7 +298,10 @@ fn a_click_right_after_the_campaign_starts_counts_as_a_scanner() {
         });
         let campaign = campaign_id(&s.settings);
         let router = Router::start(&s.settings);
-        assert_eq!(router.get(&format!("/l/{campaign}/2"), Some(BROWSER)).0, StatusCode::FOUND);
+        assert_eq!(
+            router.get(&format!("/l/{campaign}/2"), Some(BROWSER)).0,
+            StatusCode::FOUND
+        );
         assert_eq!(counts_of(&ranked(&s.settings, campaign), 2), (0, 1));
     });
 }
@@ -279,10 +314,16 @@ fn tracking_off_leaves_links_untouched() {
         assert!(html.contains(&format!("href=\"{FIRST}\"")), "{html}");
         assert!(text.contains(&format!("{LAST}\n")), "{text}");
         assert!(!html.contains("news.example.com/l/") && !text.contains("news.example.com/l/"));
-        assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM campaign_links"), 0);
+        assert_eq!(
+            scalar(&s.settings, "SELECT COUNT(*) FROM campaign_links"),
+            0
+        );
         let campaign = campaign_id(&s.settings);
         let router = Router::start(&s.settings);
-        assert_eq!(router.get(&format!("/l/{campaign}/1"), Some(BROWSER)).0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            router.get(&format!("/l/{campaign}/1"), Some(BROWSER)).0,
+            StatusCode::NOT_FOUND
+        );
     });
 }
 
@@ -305,7 +346,10 @@ fn per_subscriber_clicks_name_the_reader_until_erased_or_stale() {
         let (html, text) = parts(&server, 1);
         let token = token_in(&html, campaign, 3);
         assert_eq!(token, token_in(&html, campaign, 4), "one token per copy");
-        assert!(text.contains(&format!("/l/{campaign}/3?s={token}\n")), "{text}");
+        assert!(
+            text.contains(&format!("/l/{campaign}/3?s={token}\n")),
+            "{text}"
+        );
         let (other_html, _) = parts(&server, 2);
         assert_ne!(token, token_in(&other_html, campaign, 3));
 
@@ -316,10 +360,7 @@ fn per_subscriber_clicks_name_the_reader_until_erased_or_stale() {
             &s.settings,
             &format!("SELECT id FROM subscribers WHERE email = '{}'", address(1)),
         );
-        assert_eq!(
-            scalar(&s.settings, "SELECT COUNT(*) FROM click_events"),
-            1
-        );
+        assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM click_events"), 1);
         assert_eq!(
             scalar(&s.settings, "SELECT MIN(subscriber_id) FROM click_events"),
             reader
@@ -327,9 +368,17 @@ fn per_subscriber_clicks_name_the_reader_until_erased_or_stale() {
         // A forged or altered token still leads to the item, but names nobody.
         let (id, mac) = token.split_once('-').unwrap();
         let forged_id = id.parse::<i64>().unwrap() + 1;
-        for forged in [format!("{forged_id}-{mac}"), format!("{id}-0000000000000000"), "x".into()] {
-            let (status, location) = router.get(&format!("/l/{campaign}/3?s={forged}"), Some(BROWSER));
-            assert_eq!((status, location.as_deref()), (StatusCode::FOUND, Some(THIRD)));
+        for forged in [
+            format!("{forged_id}-{mac}"),
+            format!("{id}-0000000000000000"),
+            "x".into(),
+        ] {
+            let (status, location) =
+                router.get(&format!("/l/{campaign}/3?s={forged}"), Some(BROWSER));
+            assert_eq!(
+                (status, location.as_deref()),
+                (StatusCode::FOUND, Some(THIRD))
+            );
         }
         assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM click_events"), 1);
         assert_eq!(counts_of(&ranked(&s.settings, campaign), 3), (4, 0));
@@ -337,10 +386,21 @@ fn per_subscriber_clicks_name_the_reader_until_erased_or_stale() {
         // Erasing the reader deletes their clicks; the totals stay.
         let config = config_file(&s);
         let erased = herald(
-            &["--config", config.to_str().unwrap(), "subscribers", "remove", "--erase", &address(1)],
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "subscribers",
+                "remove",
+                "--erase",
+                &address(1),
+            ],
             s.dir.path(),
         );
-        assert!(erased.status.success(), "{}", crate::helpers::stderr(&erased));
+        assert!(
+            erased.status.success(),
+            "{}",
+            crate::helpers::stderr(&erased)
+        );
         assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM click_events"), 0);
         assert_eq!(counts_of(&ranked(&s.settings, campaign), 3), (4, 0));
         // Their old link still works, and now names nobody.
@@ -350,13 +410,27 @@ fn per_subscriber_clicks_name_the_reader_until_erased_or_stale() {
         // A click older than per_subscriber_days (30: 31 days back here) goes
         // with the next click.
         let other = token_in(&other_html, campaign, 5);
-        assert_eq!(router.get(&format!("/l/{campaign}/5?s={other}"), Some(BROWSER)).0, StatusCode::FOUND);
+        assert_eq!(
+            router
+                .get(&format!("/l/{campaign}/5?s={other}"), Some(BROWSER))
+                .0,
+            StatusCode::FOUND
+        );
         assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM click_events"), 1);
         block_on(async {
             let store = open_store(&s.settings).await;
-            db::execute(&store, "UPDATE click_events SET clicked_at = clicked_at - 2678400000").await;
+            db::execute(
+                &store,
+                "UPDATE click_events SET clicked_at = clicked_at - 2678400000",
+            )
+            .await;
         });
-        assert_eq!(router.get(&format!("/l/{campaign}/6?s={other}"), Some(BROWSER)).0, StatusCode::FOUND);
+        assert_eq!(
+            router
+                .get(&format!("/l/{campaign}/6?s={other}"), Some(BROWSER))
+                .0,
+            StatusCode::FOUND
+        );
         assert_eq!(scalar(&s.settings, "SELECT COUNT(*) FROM click_events"), 1);
         assert_eq!(
             scalar(&s.settings, "SELECT MIN(l.link_index) FROM click_events e JOIN campaign_links l ON l.id = e.link_id"),

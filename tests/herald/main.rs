@@ -3,8 +3,8 @@
 mod bounce_corpus;
 mod bounces;
 mod check;
-mod clicks;
 mod check_render_props;
+mod clicks;
 mod config_cli;
 mod corrupt_database;
 mod crash;
