@@ -114,9 +114,12 @@ impl ClickCounter {
         request: &ClickRequest<'_>,
         now: Millis,
     ) -> anyhow::Result<Option<Url>> {
-        let mut tx = self.store.begin().await?;
-        let Some(link) = clicks::find_link(&mut tx, campaign_id, link_index).await? else {
-            tx.rollback().await?;
+        // Looked up before any write: requests for links that do not exist
+        // (probes, mangled URLs) never queue for SQLite's one writer.
+        let mut read = self.store.begin_read().await?;
+        let found = clicks::find_link(&mut read, campaign_id, link_index).await?;
+        read.commit().await?;
+        let Some(link) = found else {
             return Ok(None);
         };
         // Checked again here: a row edited by hand must not redirect to
@@ -127,6 +130,7 @@ impl ClickCounter {
             .with_context(|| {
                 format!("campaign {campaign_id} link {link_index} is not an http(s) URL")
             })?;
+        let mut tx = self.store.begin().await?;
         if self.tracking.clicks {
             let delivery = self.delivery(&mut tx, campaign_id, request).await?;
             let sent_at = delivery
