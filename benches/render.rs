@@ -35,6 +35,7 @@ fn render(c: &mut Criterion) {
         email: "reader@example.com",
         unsubscribe_url: "https://news.example.com/unsubscribe/abcdef",
         web_url: "https://news.example.com/issues/vol-001/",
+        click_query: "",
     };
     c.bench_function("personalise one copy (html + text)", |b| {
         b.iter(|| (email.html.fill(&recipient), email.text.fill(&recipient)))

@@ -53,6 +53,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub database: DatabaseSettings,
     pub doctor: DoctorSettings,
+    pub tracking: TrackingSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
@@ -222,6 +223,37 @@ pub struct SendSettings {
     pub dkim_key_file: Option<PathBuf>,
 }
 
+/// Link clicks (README: "Link clicks"). Off unless `clicks = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingSettings {
+    /// Item links in the email lead through `<base_url>l/<campaign>/<link>`,
+    /// which redirects to the item and counts the click.
+    pub clicks: bool,
+    /// Also records which subscriber clicked; needs `clicks`.
+    pub per_subscriber: bool,
+    /// Days a per-subscriber click is kept before it is deleted.
+    pub per_subscriber_days: u64,
+    /// A click this soon after the mail went out (the subscriber's copy
+    /// with `per_subscriber`, else the campaign's start) counts as a bot's.
+    pub bot_window_secs: u64,
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        TrackingSettings {
+            clicks: false,
+            per_subscriber: false,
+            // Long enough to see how an issue did; short enough that a
+            // reader's clicks do not pile up into a profile.
+            per_subscriber_days: 30,
+            // Scanners open links within seconds of a message arriving;
+            // people rarely read, scroll and click that fast.
+            bot_window_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedSettings {
@@ -269,6 +301,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             database: DatabaseSettings::default(),
             doctor: DoctorSettings::default(),
+            tracking: TrackingSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
             imap_password: None,
@@ -500,6 +533,14 @@ impl Settings {
             if value == 0 {
                 anyhow::bail!("[server] {key} must be at least 1");
             }
+        }
+        if self.tracking.per_subscriber && !self.tracking.clicks {
+            anyhow::bail!(
+                "[tracking] per_subscriber = true needs clicks = true (there are no clicks to attribute otherwise)"
+            );
+        }
+        if self.tracking.per_subscriber_days == 0 {
+            anyhow::bail!("[tracking] per_subscriber_days must be at least 1");
         }
         let send = &self.send;
         for (key, value) in [
@@ -877,6 +918,18 @@ mod tests {
             parsed.database().unwrap().describe(),
             defaults.database().unwrap().describe()
         );
+    }
+
+    #[test]
+    fn per_subscriber_clicks_need_clicks_and_a_retention() {
+        let err = Settings::parse("[tracking]\nper_subscriber = true\n").unwrap_err();
+        assert!(err.to_string().contains("needs clicks = true"), "{err}");
+        let err =
+            Settings::parse("[tracking]\nclicks = true\nper_subscriber_days = 0\n").unwrap_err();
+        assert!(err.to_string().contains("per_subscriber_days"), "{err}");
+        let ok = Settings::parse("[tracking]\nclicks = true\nper_subscriber = true\n").unwrap();
+        assert!(ok.tracking.clicks && ok.tracking.per_subscriber);
+        assert!(!Settings::default().tracking.clicks, "off by default");
     }
 
     #[test]

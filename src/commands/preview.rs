@@ -31,6 +31,7 @@ pub fn run(settings: &Settings, issue_path: &Path, out: &Path) -> anyhow::Result
         email: PLACEHOLDER_RECIPIENT,
         unsubscribe_url: unsubscribe_url.as_str(),
         web_url: web_url.as_str(),
+        click_query: "",
     };
     let from = settings.from_mailbox()?;
     let reply_to = settings.reply_to_mailbox()?;

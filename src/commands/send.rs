@@ -63,7 +63,9 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         site_title: &settings.site.title,
         language: &settings.site.language,
     };
-    let email = render::render_email(&issue, &context, &templates)?;
+    // Test copies and dry runs show the email as it is; a campaign renders
+    // its own, once, when it is created (its tracked links name it).
+    let untracked = || render::render_email(&issue, &context, &templates);
     let web_url = settings.issue_url(issue.slug.as_str()).to_string();
     let transport = if args.dry_run {
         AnyTransport::Stub
@@ -72,7 +74,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     };
 
     if let Some(address) = &args.to {
-        return send_test_copy(settings, email, web_url, &transport, address).await;
+        return send_test_copy(settings, untracked()?, web_url, &transport, address).await;
     }
     if let Some(at) = at {
         let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
@@ -92,7 +94,8 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     }
     let store = Store::connect(&location).await?;
     if args.dry_run {
-        return dry_run(settings, &store, email, web_url, &issue.slug.to_string()).await;
+        let slug = issue.slug.to_string();
+        return dry_run(settings, &store, untracked()?, web_url, &slug).await;
     }
 
     let Some(membership) = join(&store, "send").await? else {
@@ -114,10 +117,11 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
     let from = settings.from_mailbox()?;
     let request = CampaignRequest {
-        issue_slug: issue.slug.as_str(),
-        issue_number: issue.number,
+        issue: &issue,
         issue_hash: &issue_hash,
-        email: &email,
+        context: &context,
+        templates: &templates,
+        track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
         force_new: args.force_new,
         message_id_domain: from.email.domain(),
     };

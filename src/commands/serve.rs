@@ -6,7 +6,9 @@ use anyhow::Context;
 use crate::bounce::imap::{run_poller, ImapConfig};
 use crate::bounce::Recorder;
 use crate::cli::ServeArgs;
+use crate::clicks::ClickCounter;
 use crate::config::Settings;
+use crate::http::clicks::click_routes;
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
@@ -71,8 +73,10 @@ pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let web = SubscriberWeb::new(store.clone(), Arc::new(settings.clone()), templates, outbox)?;
         let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
+        let clicks = ClickCounter::new(store.clone(), settings.tracking.clone()).await?;
         let limits = ServerLimits::from_settings(&settings.server);
         let app = router(AppState::new(settings))
+            .merge(click_routes(clicks))
             .merge(subscriber_routes(web))
             .merge(webhook_routes(webhooks));
         println!("serving {} on http://{address}/", output.display());

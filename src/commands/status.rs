@@ -11,6 +11,7 @@ use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
 use crate::domain::zone_name;
 use crate::store::campaigns::{self, Campaign};
+use crate::store::clicks::{self, LinkClicks};
 use crate::store::deliveries::{
     self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
 };
@@ -56,7 +57,12 @@ struct Status {
     errors: Vec<ErrorGroup>,
     /// The newest campaigns' bounce and complaint rates.
     reports: Vec<CampaignReports>,
+    /// With `[tracking] clicks`: the most clicked links (people first).
+    links: Vec<LinkClicks>,
 }
+
+/// Links `herald status` shows.
+const TOP_LINKS: i64 = 10;
 
 /// Campaigns whose rates `herald status` shows.
 const RATE_CAMPAIGNS: i64 = 10;
@@ -128,6 +134,7 @@ async fn campaign_status(
     let (first, last, sent) = deliveries::sent_time_span(tx, campaign.id).await?;
     let errors = deliveries::error_groups(tx, campaign.id, 10).await?;
     let report_counts = deliveries::campaign_report_counts(tx, RATE_CAMPAIGNS).await?;
+    let links = clicks::ranked_links(tx, campaign.id, TOP_LINKS).await?;
     let reports = report_counts
         .into_iter()
         .map(|counts| CampaignReports {
@@ -157,6 +164,7 @@ async fn campaign_status(
         send_rate,
         errors,
         reports,
+        links,
     })
 }
 
@@ -231,6 +239,25 @@ fn print_status(status: &Status) {
         }
     }
     print_reports(&status.reports);
+    print_links(&status.links);
+}
+
+/// The campaign's most clicked links, when its clicks were tracked.
+fn print_links(links: &[LinkClicks]) {
+    if links.is_empty() {
+        return;
+    }
+    println!("most clicked links (people, and bots and mail scanners apart):");
+    println!("  {:>4} {:>7} {:>7}  url", "link", "people", "bots");
+    for link in links {
+        println!(
+            "  {:>4} {:>7} {:>7}  {}",
+            link.link_index,
+            link.human_clicks,
+            link.bot_clicks,
+            crate::domain::terminal_safe(&link.url)
+        );
+    }
 }
 
 /// Each campaign's rates, and a bold warning (on a terminal) for any

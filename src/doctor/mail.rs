@@ -94,6 +94,7 @@ fn build(settings: &Settings, issue: &Issue) -> anyhow::Result<Sample> {
         email: SAMPLE_RECIPIENT,
         unsubscribe_url: &unsubscribe_url,
         web_url: &web_url,
+        click_query: "",
     };
     let html_bytes = email.html.fill(&recipient).len();
     let message_id = format!("<doctor.{}@{}>", issue.slug, factory.from().email.domain());

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use serde::Serialize;
 
+use super::clicks::{email_links, LinkTable};
 use super::labels::Labels;
 use super::personalize::{marker_values, Personalized, QuotedPrintable};
 use super::templates::Templates;
@@ -72,7 +73,8 @@ struct ItemView<'a> {
     title: &'a str,
     /// The title wrapped for the text part.
     text_title: String,
-    url: Option<&'a str>,
+    /// The item's link, or its redirect when clicks are tracked.
+    url: Option<String>,
     body_html: &'a str,
     body_text: String,
 }
@@ -81,12 +83,27 @@ fn text_of(body: &Body) -> String {
     blocks_to_text(&body.text, TEXT_WIDTH)
 }
 
+/// The issue's email with its item links as they are: for previews, test
+/// copies and campaigns that do not track clicks.
 pub fn render_email(
     issue: &Issue,
     context: &EmailContext,
     templates: &Templates,
 ) -> anyhow::Result<RenderedEmail> {
+    render_email_with_links(issue, context, templates, None)
+}
+
+/// The issue's email for a campaign: with `links`, each item link is the
+/// table's redirect (text part included), followed by the marker where a
+/// recipient's click token goes. Still rendered once, not per recipient.
+pub fn render_email_with_links(
+    issue: &Issue,
+    context: &EmailContext,
+    templates: &Templates,
+    links: Option<&LinkTable>,
+) -> anyhow::Result<RenderedEmail> {
     let (unsubscribe_url, web_url, recipient) = marker_values();
+    let mut item_links = email_links(issue, links).into_iter();
     let labels = Labels::for_language(context.language);
     let view = EmailView {
         site_title: context.site_title,
@@ -115,7 +132,7 @@ pub fn render_email(
                     .map(|item| ItemView {
                         title: &item.title,
                         text_title: wrap_text(&item.title, TEXT_WIDTH - 4, "", ""),
-                        url: item.url.as_ref().map(|u| u.as_str()),
+                        url: item_links.next().flatten(),
                         body_html: &item.body.html,
                         body_text: text_of(&item.body),
                     })

@@ -2,6 +2,7 @@
 //! function here touches the file system or the network; commands write
 //! what these return.
 
+mod clicks;
 mod confirmation;
 mod email;
 pub mod feed;
@@ -15,11 +16,12 @@ mod text;
 mod web;
 mod welcome;
 
+pub use clicks::{LinkTable, TrackedLink};
 pub use confirmation::{
     build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,
     TransactionalHeaders,
 };
-pub use email::{render_email, EmailContext, RenderedEmail};
+pub use email::{render_email, render_email_with_links, EmailContext, RenderedEmail};
 pub use labels::Labels;
 pub use message::{build_message, MessageHeaders};
 pub use personalize::{Personalized, Recipient};

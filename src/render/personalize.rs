@@ -13,16 +13,24 @@ enum Slot {
     UnsubscribeUrl,
     WebUrl,
     Recipient,
+    /// After each tracked link: the recipient's click token, or nothing.
+    ClickQuery,
 }
 
 impl Slot {
-    const ALL: [Slot; 3] = [Slot::UnsubscribeUrl, Slot::WebUrl, Slot::Recipient];
+    const ALL: [Slot; 4] = [
+        Slot::UnsubscribeUrl,
+        Slot::WebUrl,
+        Slot::Recipient,
+        Slot::ClickQuery,
+    ];
 
     fn marker(self) -> &'static str {
         match self {
             Slot::UnsubscribeUrl => "%%herald:unsubscribe_url%%",
             Slot::WebUrl => "%%herald:web_url%%",
             Slot::Recipient => "%%herald:recipient%%",
+            Slot::ClickQuery => "%%herald:click%%",
         }
     }
 
@@ -31,8 +39,14 @@ impl Slot {
             Slot::UnsubscribeUrl => recipient.unsubscribe_url,
             Slot::WebUrl => recipient.web_url,
             Slot::Recipient => recipient.email,
+            Slot::ClickQuery => recipient.click_query,
         }
     }
+}
+
+/// The marker after each tracked link (see `render::clicks`).
+pub(crate) fn click_marker() -> &'static str {
+    Slot::ClickQuery.marker()
 }
 
 pub(crate) fn marker_values() -> (&'static str, &'static str, &'static str) {
@@ -49,6 +63,9 @@ pub struct Recipient<'a> {
     pub email: &'a str,
     pub unsubscribe_url: &'a str,
     pub web_url: &'a str,
+    /// Appended to every tracked link: `?s=<token>` naming this copy with
+    /// `[tracking] per_subscriber`, else empty.
+    pub click_query: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +225,7 @@ mod tests {
             email: "a&b@example.com",
             unsubscribe_url: "https://s.example/u/tok",
             web_url: "https://s.example/w",
+            click_query: "",
         });
         assert_eq!(
             filled,
@@ -226,6 +244,7 @@ mod tests {
             email: "a&b@example.com",
             unsubscribe_url: "https://s.example/unsubscribe/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             web_url: "",
+            click_query: "",
         };
         let encoded = doc.to_quoted_printable().fill(&r);
         for line in encoded.split(|b| *b == b'\n') {
@@ -251,6 +270,7 @@ mod tests {
             email: "a&b@example.com",
             unsubscribe_url: "",
             web_url: "",
+            click_query: "",
         };
         assert_eq!(doc.fill(&r), "a&b@example.com");
     }

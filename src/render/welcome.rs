@@ -84,6 +84,7 @@ pub fn build_welcome_message(
         email: to.as_ref(),
         unsubscribe_url,
         web_url: &email.archive_url,
+        click_query: "",
     };
     let builder = transactional_builder(headers, to, &email.subject);
     let builder = with_list_headers(
@@ -119,6 +120,7 @@ mod tests {
                 email: "a@example.com",
                 unsubscribe_url: "https://s.example/unsubscribe/tok",
                 web_url: "https://s.example/",
+                click_query: "",
             };
             let (html, text) = (email.html.fill(&values), email.text.fill(&values));
             assert!(html.contains(words) && text.contains(words), "{language}");

@@ -10,18 +10,27 @@ use super::message::MessageFactory;
 use super::transport::Transport;
 use super::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
 use crate::config::Settings;
-use crate::render::{Personalized, RenderedEmail};
+use crate::domain::ClickKey;
+use crate::issue::Issue;
+use crate::render::{
+    render_email_with_links, EmailContext, LinkTable, Personalized, RenderedEmail, Templates,
+};
 use crate::store::campaigns::{self, Campaign, CampaignState, NewCampaign, ScheduledCampaign};
 use crate::store::deliveries::{self, DeliveryCounts, Queue};
-use crate::store::{Millis, Store};
+use crate::store::{clicks, Millis, Store, Tx};
+use url::Url;
 
-/// The issue a campaign sends, rendered.
+/// The issue a campaign sends. Its email is rendered only when the
+/// campaign is created: a resumed campaign sends what was rendered then.
 pub struct CampaignRequest<'a> {
-    pub issue_slug: &'a str,
-    pub issue_number: u32,
+    pub issue: &'a Issue,
     /// SHA-256 of the issue file: a resumed campaign warns when it changed.
     pub issue_hash: &'a str,
-    pub email: &'a RenderedEmail,
+    pub context: &'a EmailContext<'a>,
+    pub templates: &'a Templates,
+    /// `[site] base_url` when `[tracking] clicks` is on: the item links
+    /// then lead through `<base_url>l/<campaign>/<n>`.
+    pub track_clicks: Option<&'a Url>,
     /// Retire the issue's campaigns and send it to everybody again.
     pub force_new: bool,
     /// The domain of the Message-IDs (the From address's).
@@ -62,7 +71,7 @@ pub async fn start_or_resume(
 ) -> anyhow::Result<Started> {
     let mut tx = store.begin().await?;
     campaigns::wait_for_campaign_starts(&mut tx).await?;
-    let current = campaigns::find_current_campaign(&mut tx, request.issue_slug).await?;
+    let current = campaigns::find_current_campaign(&mut tx, request.issue.slug.as_str()).await?;
     if let Some(scheduled) = current.filter(|c| c.state == CampaignState::Scheduled) {
         let due = scheduled.scheduled_at.is_none_or(|at| at <= now);
         let recipients = if due && !request.force_new {
@@ -85,44 +94,32 @@ pub async fn start_or_resume(
         });
     }
     if request.force_new {
-        let retired = campaigns::retire_campaigns(&mut tx, request.issue_slug).await?;
+        let retired = campaigns::retire_campaigns(&mut tx, request.issue.slug.as_str()).await?;
         if retired > 0 {
             tracing::info!(
                 "--force-new: starting a new campaign; the previous one is kept for the record"
             );
         }
     }
-    let (campaign, created_with) =
-        match campaigns::find_current_campaign(&mut tx, request.issue_slug).await? {
-            Some(campaign) => (campaign, None),
-            None => {
-                let message_nonce = uuid::Uuid::new_v4().simple().to_string();
-                let (html, text) = (request.email.html.template(), request.email.text.template());
-                let new = NewCampaign {
-                    issue_slug: request.issue_slug,
-                    issue_number: i64::from(request.issue_number),
-                    issue_hash: request.issue_hash,
-                    subject: &request.email.subject,
-                    html: &html,
-                    text: &text,
-                    message_nonce: &message_nonce,
-                    scheduled_at: None,
-                };
-                let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
-                let recipients = campaigns::snapshot_recipients(
-                    &mut tx,
-                    id,
-                    &message_nonce,
-                    request.message_id_domain,
-                    now,
-                )
-                .await?;
-                let campaign = campaigns::find_current_campaign(&mut tx, request.issue_slug)
-                    .await?
-                    .context("the campaign just created")?;
-                (campaign, Some(recipients))
-            }
-        };
+    let slug = request.issue.slug.as_str();
+    let (campaign, created_with) = match campaigns::find_current_campaign(&mut tx, slug).await? {
+        Some(campaign) => (campaign, None),
+        None => {
+            let (id, message_nonce) = create_campaign(&mut tx, request, None, now).await?;
+            let recipients = campaigns::snapshot_recipients(
+                &mut tx,
+                id,
+                &message_nonce,
+                request.message_id_domain,
+                now,
+            )
+            .await?;
+            let campaign = campaigns::find_current_campaign(&mut tx, slug)
+                .await?
+                .context("the campaign just created")?;
+            (campaign, Some(recipients))
+        }
+    };
     if campaign.state == CampaignState::Finished {
         tx.commit().await?;
         return Ok(Started::AlreadyFinished(campaign));
@@ -141,6 +138,42 @@ pub async fn start_or_resume(
         created_with,
         resumed_from_pause,
     })
+}
+
+/// Creates the issue's campaign, `scheduled` for `scheduled_at` or else
+/// `sending`, and renders its email: after the row exists, since tracked
+/// links name the campaign, and once, however many recipients it has.
+/// Returns its id and Message-ID nonce; the caller takes its recipients.
+async fn create_campaign(
+    tx: &mut Tx<'_>,
+    request: &CampaignRequest<'_>,
+    scheduled_at: Option<Millis>,
+    now: Millis,
+) -> anyhow::Result<(i64, String)> {
+    let issue = request.issue;
+    let message_nonce = uuid::Uuid::new_v4().simple().to_string();
+    let new = NewCampaign {
+        issue_slug: issue.slug.as_str(),
+        issue_number: i64::from(issue.number),
+        issue_hash: request.issue_hash,
+        subject: &issue.title,
+        // Filled in below, in this transaction, once the id is known.
+        html: "",
+        text: "",
+        message_nonce: &message_nonce,
+        scheduled_at,
+    };
+    let id = campaigns::insert_campaign(tx, &new, now).await?;
+    let table = request
+        .track_clicks
+        .map(|base_url| LinkTable::for_issue(issue, base_url, id));
+    let email = render_email_with_links(issue, request.context, request.templates, table.as_ref())?;
+    for link in table.iter().flat_map(LinkTable::links) {
+        clicks::insert_link(tx, id, link.index, link.url.as_str()).await?;
+    }
+    let (html, text) = (email.html.template(), email.text.template());
+    campaigns::set_campaign_content(tx, id, &html, &text).await?;
+    Ok((id, message_nonce))
 }
 
 /// Starts a scheduled campaign inside the caller's campaign-start
@@ -192,7 +225,7 @@ pub async fn schedule(
 ) -> anyhow::Result<Scheduling> {
     let mut tx = store.begin().await?;
     campaigns::wait_for_campaign_starts(&mut tx).await?;
-    let current = campaigns::find_current_campaign(&mut tx, request.issue_slug).await?;
+    let current = campaigns::find_current_campaign(&mut tx, request.issue.slug.as_str()).await?;
     let refusal = current.and_then(|campaign| match campaign.state {
         CampaignState::Scheduled => Some(Scheduling::AlreadyScheduled(campaign)),
         CampaignState::Sending | CampaignState::Paused => Some(Scheduling::InProgress(campaign)),
@@ -203,19 +236,7 @@ pub async fn schedule(
         tx.commit().await?;
         return Ok(refusal);
     }
-    let message_nonce = uuid::Uuid::new_v4().simple().to_string();
-    let (html, text) = (request.email.html.template(), request.email.text.template());
-    let new = NewCampaign {
-        issue_slug: request.issue_slug,
-        issue_number: i64::from(request.issue_number),
-        issue_hash: request.issue_hash,
-        subject: &request.email.subject,
-        html: &html,
-        text: &text,
-        message_nonce: &message_nonce,
-        scheduled_at: Some(at),
-    };
-    let id = campaigns::insert_campaign(&mut tx, &new, now).await?;
+    let (id, _) = create_campaign(&mut tx, request, Some(at), now).await?;
     let campaign = campaigns::find_campaign(&mut tx, id)
         .await?
         .context("the campaign just scheduled")?;
@@ -414,7 +435,10 @@ pub async fn deliver<T: Transport>(
         factory.from().email.clone(),
         load_verp(settings, store).await?,
     );
-    let factory = factory.with_envelope_sender(sender);
+    let mut factory = factory.with_envelope_sender(sender);
+    if settings.tracking.per_subscriber {
+        factory = factory.with_click_key(load_click_key(store).await?);
+    }
     let end = run_queue(
         store,
         transport,
@@ -427,6 +451,14 @@ pub async fn deliver<T: Transport>(
     .await?;
     let conclusion = conclude(store, campaign.id, &end, crate::store::now_millis()).await?;
     Ok((end, conclusion))
+}
+
+/// The key of per-subscriber click tokens, made on first use.
+async fn load_click_key(store: &Store) -> anyhow::Result<ClickKey> {
+    let mut tx = store.begin().await?;
+    let key = crate::store::secrets::click_key(&mut tx, crate::store::now_millis()).await?;
+    tx.commit().await?;
+    Ok(key)
 }
 
 /// The campaigns now sending, for a worker to join.

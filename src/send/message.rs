@@ -10,6 +10,7 @@ use url::Url;
 
 use super::envelope::EnvelopeSender;
 use crate::config::Settings;
+use crate::domain::ClickKey;
 use crate::render::{build_message, MessageHeaders, Recipient, RenderedEmail};
 
 /// Everything fixed for a campaign, so that per recipient only the
@@ -25,6 +26,8 @@ pub struct MessageFactory {
     web_url: String,
     dkim: Option<DkimConfig>,
     sender: EnvelopeSender,
+    /// Signs each copy's click token (`[tracking] per_subscriber`).
+    click_key: Option<ClickKey>,
 }
 
 impl MessageFactory {
@@ -42,12 +45,20 @@ impl MessageFactory {
             base_url: settings.site.base_url.clone(),
             web_url,
             dkim: settings.dkim()?,
+            click_key: None,
         })
     }
 
     /// Bounces go to `sender` instead of `[mail] from` (VERP).
     pub fn with_envelope_sender(mut self, sender: EnvelopeSender) -> Self {
         self.sender = sender;
+        self
+    }
+
+    /// Tracked links carry a token naming the delivery (per-subscriber
+    /// clicks); without this they carry nothing of the recipient's.
+    pub fn with_click_key(mut self, key: ClickKey) -> Self {
+        self.click_key = Some(key);
         self
     }
 
@@ -85,10 +96,16 @@ impl MessageFactory {
             message_id: message_id.to_string(),
             date: SystemTime::now(),
         };
+        // Test copies and dry runs have no delivery, so no token.
+        let click_query = match (&self.click_key, delivery_id) {
+            (Some(key), Some(id)) => format!("?s={}", key.token_for(id)),
+            _ => String::new(),
+        };
         let values = Recipient {
             email: recipient,
             unsubscribe_url: &unsubscribe_url,
             web_url: &self.web_url,
+            click_query: &click_query,
         };
         let mut message = build_message(&self.email, &values, &headers)?;
         if let Some(dkim) = &self.dkim {

@@ -183,6 +183,23 @@ pub async fn insert_campaign(
     row.try_get(0)
 }
 
+/// Stores the email a campaign sends, rendered after the campaign's row
+/// exists: with tracked clicks its links name the campaign's id.
+pub async fn set_campaign_content(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+    html: &str,
+    text: &str,
+) -> sqlx::Result<()> {
+    query("UPDATE campaigns SET html = $1, text = $2 WHERE id = $3")
+        .bind(html)
+        .bind(text)
+        .bind(campaign_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// Retires the live campaign of an issue, so `--force-new` starts afresh.
 pub async fn retire_campaigns(tx: &mut Tx<'_>, slug: &str) -> sqlx::Result<u64> {
     Ok(

@@ -93,6 +93,29 @@ const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
+        name: "campaign_links",
+        columns: &[
+            ("id", Int),
+            ("campaign_id", Int),
+            ("link_index", Int),
+            ("url", Text),
+            ("human_clicks", Int),
+            ("bot_clicks", Int),
+        ],
+        identity: true,
+    },
+    Table {
+        name: "click_events",
+        columns: &[
+            ("id", Int),
+            ("link_id", Int),
+            ("subscriber_id", Int),
+            ("bot", Int),
+            ("clicked_at", Int),
+        ],
+        identity: true,
+    },
+    Table {
         name: "deliveries",
         columns: &[
             ("id", Int),

@@ -13,6 +13,7 @@
 
 pub mod bounce_reports;
 pub mod campaigns;
+pub mod clicks;
 pub mod confirmation_tokens;
 pub mod copy;
 pub mod deliveries;

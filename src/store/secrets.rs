@@ -3,23 +3,39 @@
 use super::query;
 
 use super::{Millis, Tx};
-use crate::domain::VerpKey;
+use crate::domain::{ClickKey, VerpKey};
 
-/// The key that signs VERP tags: made on first use (random, 32 bytes) and
-/// the same ever after. One statement: an upsert that leaves an existing
-/// key alone and returns whichever key is stored, so two processes racing
-/// to make it agree on one. Needs a write transaction.
-pub async fn verp_key(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<VerpKey> {
-    let fresh = VerpKey::generate();
+/// The key stored under `name`, made from `fresh` on first use and the
+/// same ever after. One statement: an upsert that leaves an existing key
+/// alone and returns whichever key is stored, so two processes racing to
+/// make it agree on one. Needs a write transaction.
+async fn stored_key(
+    tx: &mut Tx<'_>,
+    name: &str,
+    fresh: &[u8],
+    now: Millis,
+) -> sqlx::Result<Vec<u8>> {
     let row = query(
-        "INSERT INTO secrets (name, value, created_at) VALUES ('verp', $1, $2)
+        "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO UPDATE SET name = excluded.name
          RETURNING value",
     )
-    .bind(fresh.as_bytes())
+    .bind(name)
+    .bind(fresh)
     .bind(now)
     .fetch_one(tx)
     .await?;
-    let stored: Vec<u8> = row.try_get(0)?;
+    row.try_get(0)
+}
+
+/// The key that signs VERP tags (random, 32 bytes).
+pub async fn verp_key(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<VerpKey> {
+    let stored = stored_key(tx, "verp", VerpKey::generate().as_bytes(), now).await?;
     VerpKey::from_bytes(&stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// The key that signs per-subscriber click tokens (random, 32 bytes).
+pub async fn click_key(tx: &mut Tx<'_>, now: Millis) -> sqlx::Result<ClickKey> {
+    let stored = stored_key(tx, "clicks", ClickKey::generate().as_bytes(), now).await?;
+    ClickKey::from_bytes(&stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }

@@ -18,7 +18,7 @@ use crate::domain::{SubscriberEmail, SubscriberName, Token};
 use crate::render::{self, ConfirmationContext, ConfirmationEmail, Templates};
 use crate::store::confirmation_tokens::{self, TokenStatus};
 use crate::store::subscribers::{self, Consent, NewSubscriber, Source, SubscriberState};
-use crate::store::{deliveries, suppressions, Millis, Tx};
+use crate::store::{clicks, deliveries, suppressions, Millis, Tx};
 
 pub use confirmation::SubscriberMail;
 pub use import::{ImportReport, ImportRow};
@@ -336,7 +336,8 @@ impl Subscriptions {
     }
 
     /// Deletes everything personal about an address (the subscriber, their
-    /// events and tokens, the address in their delivery history) and keeps
+    /// events, tokens and recorded clicks, the address in their delivery
+    /// history) and keeps
     /// only its hash, so it is never added again.
     pub async fn erase(
         &self,
@@ -349,6 +350,8 @@ impl Subscriptions {
         let Some(subscriber) = subscribers::find_subscriber_by_email(tx, email).await? else {
             return Ok(EraseOutcome::NotOnList);
         };
+        // Per-subscriber clicks ([tracking] per_subscriber) name them.
+        clicks::delete_click_events_of(tx, subscriber.id).await?;
         deliveries::scrub_deliveries_of(tx, subscriber.id, ERASED_RECIPIENT).await?;
         subscribers::delete_subscriber(tx, subscriber.id).await?;
         Ok(EraseOutcome::Erased)

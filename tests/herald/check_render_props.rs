@@ -83,6 +83,7 @@ fn sent_message(
         email: "reader@example.com",
         unsubscribe_url: "https://example.com/unsubscribe/t",
         web_url: "https://example.com/issues/x/",
+        click_query: "",
     };
     build_message(&email, &recipient, &headers)
         .expect("a message is built")

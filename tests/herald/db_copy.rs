@@ -50,7 +50,8 @@ fn a_sqlite_list_moves_to_postgres_whole() {
     .unwrap();
     let sqlite_config = "[site]\nbase_url = \"https://news.example.com/\"\n\
          [smtp]\nurl = \"file://outbox\"\n\
-         [bounces]\nreturn_path = \"bounces@example.com\"\n";
+         [bounces]\nreturn_path = \"bounces@example.com\"\n\
+         [tracking]\nclicks = true\n";
     std::fs::write(dir.path().join("herald.toml"), sqlite_config).unwrap();
     // History in every kind of table: pending (with a token), active,
     // unsubscribed, a campaign with deliveries, a bounce report.
@@ -112,6 +113,7 @@ fn a_sqlite_list_moves_to_postgres_whole() {
         "subscriber_events",
         "confirmation_tokens",
         "campaigns",
+        "campaign_links",
         "deliveries",
         "secrets",
         "bounce_reports",

@@ -4,6 +4,7 @@ mod bounce_corpus;
 mod bounces;
 mod check;
 mod check_render_props;
+mod clicks;
 mod config_cli;
 mod corrupt_database;
 mod crash;
