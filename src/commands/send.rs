@@ -16,6 +16,7 @@ use crate::send::campaign::{deliver, start_or_resume, CampaignRequest, Conclusio
 use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
+use crate::send::relays::Relays;
 use crate::send::transport::Transport;
 use crate::send::worker::{Counters, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
@@ -145,7 +146,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         .release_orphans(&store, Queue::Campaign(campaign.id))
         .await?;
 
-    run_campaign(settings, args, &store, &campaign, transport, quiet).await
+    run_campaign(settings, args, &store, &campaign, quiet).await
 }
 
 async fn run_campaign(
@@ -153,25 +154,31 @@ async fn run_campaign(
     args: &SendArgs,
     store: &Store,
     campaign: &Campaign,
-    transport: AnyTransport,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let options = send_options(settings, args);
+    let mut relays = Relays::from_settings(settings)?;
+    if let Some(concurrency) = args.concurrency {
+        // --concurrency is every relay's connection count, its own included.
+        relays = relays.with_concurrency(usize::from(concurrency));
+    }
     let due = pending_count(store, Queue::Campaign(campaign.id)).await?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(counters.clone(), due, quiet);
     let started = Instant::now();
+    let connections: usize = (0..relays.routes.len())
+        .map(|relay| relays.concurrency_of(relay, options.concurrency))
+        .sum();
     tracing::info!(
-        "sending {:?} to {due} recipient(s) via {}, {} connection(s)",
+        "sending {:?} to {due} recipient(s) via {}, {connections} connection(s)",
         campaign.subject,
-        transport.describe(),
-        options.concurrency
+        relays.describe(),
     );
     let delivered = deliver(
         settings,
         store,
         campaign,
-        Arc::new(transport),
+        &relays,
         &options,
         counters.clone(),
         async {
@@ -195,11 +202,13 @@ async fn run_campaign(
         "campaign {}: {} sent, {} failed, {} skipped (left the list), {} still to go",
         campaign.id, counts.sent, counts.failed, counts.skipped, remaining
     );
-    if let Some(dir) = settings.smtp.url.strip_prefix("file://") {
-        println!(
-            "messages are in {}",
-            settings.resolve(std::path::Path::new(dir)).display()
-        );
+    for relay in settings.relays() {
+        if let Some(dir) = relay.url.trim().strip_prefix("file://") {
+            println!(
+                "messages are in {}",
+                settings.resolve(std::path::Path::new(dir)).display()
+            );
+        }
     }
     match end {
         RunEnd::Paused(reason) => {

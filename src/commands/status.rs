@@ -13,6 +13,7 @@ use crate::store::campaigns::{self, Campaign};
 use crate::store::deliveries::{
     self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
 };
+use crate::store::relay_states::{self, Circuit, RelayState};
 use crate::store::Store;
 
 #[derive(Serialize)]
@@ -28,6 +29,53 @@ struct Status {
     errors: Vec<ErrorGroup>,
     /// The newest campaigns' bounce and complaint rates.
     reports: Vec<CampaignReports>,
+    /// Each configured relay's circuit breaker, as the last sending run
+    /// that changed it left it.
+    relays: Vec<RelayStatus>,
+}
+
+#[derive(Serialize)]
+struct RelayStatus {
+    relay: String,
+    state: Circuit,
+    /// Why it last changed; none when nothing was ever recorded.
+    reason: Option<String>,
+    changed_at: Option<String>,
+    /// When an open breaker lets a probe message through.
+    open_until: Option<String>,
+    /// The sending run (machine:pid:id) that changed it.
+    changed_by: Option<String>,
+}
+
+/// The configured relays' breakers, in the config's order; a relay with
+/// no stored row has never failed: closed.
+fn relay_statuses(settings: &Settings, stored: &[RelayState]) -> Vec<RelayStatus> {
+    let time = |millis: i64| {
+        chrono::DateTime::from_timestamp_millis(millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    settings
+        .relays()
+        .into_iter()
+        .map(|relay| match stored.iter().find(|s| s.relay == relay.name) {
+            Some(row) => RelayStatus {
+                relay: relay.name,
+                state: row.state,
+                reason: Some(row.reason.clone()),
+                changed_at: time(row.changed_at),
+                open_until: row.open_until.and_then(time),
+                changed_by: Some(row.changed_by.clone()),
+            },
+            None => RelayStatus {
+                relay: relay.name,
+                state: Circuit::Closed,
+                reason: None,
+                changed_at: None,
+                open_until: None,
+                changed_by: None,
+            },
+        })
+        .collect()
 }
 
 /// Campaigns whose rates `herald status` shows.
@@ -64,6 +112,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
         let (first, last, sent) = deliveries::sent_time_span(&mut tx, campaign.id).await?;
         let errors = deliveries::error_groups(&mut tx, campaign.id, 10).await?;
         let report_counts = deliveries::campaign_report_counts(&mut tx, RATE_CAMPAIGNS).await?;
+        let stored_relays = relay_states::relay_states(&mut tx).await?;
         tx.commit().await?;
         let reports = report_counts
             .into_iter()
@@ -93,6 +142,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             send_rate,
             errors,
             reports,
+            relays: relay_statuses(settings, &stored_relays),
         };
         if json {
             println!("{}", serde_json::to_string_pretty(&status)?);
@@ -145,7 +195,27 @@ fn print_status(status: &Status) {
             );
         }
     }
+    print_relays(&status.relays);
     print_reports(&status.reports);
+}
+
+/// The relays' breakers: always with several relays, and with one only
+/// when it has been in trouble.
+fn print_relays(relays: &[RelayStatus]) {
+    if relays.len() < 2 && relays.iter().all(|r| r.reason.is_none()) {
+        return;
+    }
+    println!("relays:");
+    for relay in relays {
+        let mut line = format!("  {:<24} {}", relay.relay, relay.state.as_str());
+        if let Some(until) = &relay.open_until {
+            line.push_str(&format!(" until {until}"));
+        }
+        if let (Some(reason), Some(at)) = (&relay.reason, &relay.changed_at) {
+            line.push_str(&format!(" since {at}: {reason}"));
+        }
+        println!("{line}");
+    }
 }
 
 /// Each campaign's rates, and a bold warning (on a terminal) for any

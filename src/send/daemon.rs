@@ -12,6 +12,7 @@ use super::campaign::{deliver, sending_campaigns};
 use super::envelope::{load_verp, EnvelopeSender};
 use super::lock::join;
 use super::outbox::{run_transactional_worker, OutboxSignal};
+use super::relays::Relays;
 use super::worker::{Counters, RunEnd, SendOptions, TransactionalMail};
 use crate::config::Settings;
 use crate::store::deliveries::Queue;
@@ -84,13 +85,13 @@ async fn serve_campaigns(
     store: Store,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let transport = Arc::new(AnyTransport::from_settings(&settings)?);
+    let relays = Relays::from_settings(&settings)?;
     let options = SendOptions::from_settings(&settings.send);
     loop {
         if *stopped.borrow() {
             return Ok(());
         }
-        match send_due_campaigns(&settings, &store, &transport, &options, &stopped).await {
+        match send_due_campaigns(&settings, &store, &relays, &options, &stopped).await {
             Ok(true) => continue,
             Ok(false) => {}
             Err(error) => tracing::warn!("sending campaigns: {error:#}"),
@@ -106,7 +107,7 @@ async fn serve_campaigns(
 async fn send_due_campaigns(
     settings: &Settings,
     store: &Store,
-    transport: &Arc<AnyTransport>,
+    relays: &Relays<AnyTransport>,
     options: &SendOptions,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
@@ -129,7 +130,7 @@ async fn send_due_campaigns(
             settings,
             store,
             &campaign,
-            transport.clone(),
+            relays,
             options,
             counters.clone(),
             interrupt,
