@@ -625,14 +625,11 @@ impl Settings {
             let key = format!("[[smtp.relays]] #{}", i + 1);
             validate_smtp_url(&relay.url, &format!("{key} url"))?;
             let name = relay_name(relay);
-            if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100
-            {
+            if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
                 anyhow::bail!("{key} name = {name:?} must be 1 to 100 printable characters");
             }
             if !names.insert(name.clone()) {
-                anyhow::bail!(
-                    "{key}: a second relay named {name:?}; give each relay its own name"
-                );
+                anyhow::bail!("{key}: a second relay named {name:?}; give each relay its own name");
             }
             if relay.weight == 0 {
                 anyhow::bail!("{key} ({name}) weight must be at least 1");
@@ -1194,7 +1191,10 @@ mod tests {
             let line = line.trim();
             let setting = line.trim_start_matches('#').trim_start();
             // An array of tables, shown commented out: [[smtp.relays]].
-            if let Some(name) = setting.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            if let Some(name) = setting
+                .strip_prefix("[[")
+                .and_then(|l| l.strip_suffix("]]"))
+            {
                 shown.insert(name.to_string());
                 section = name.to_string();
                 continue;
@@ -1337,7 +1337,11 @@ mod tests {
         assert!(!settings.smtp.url_given);
         let smtp = &settings.smtp;
         assert_eq!(
-            (smtp.breaker_refusals, smtp.breaker_window, smtp.breaker_cooldown_secs),
+            (
+                smtp.breaker_refusals,
+                smtp.breaker_window,
+                smtp.breaker_cooldown_secs
+            ),
             (5, 40, 30)
         );
         assert_eq!(smtp.breaker_threshold, 0.8);
@@ -1360,25 +1364,43 @@ mod tests {
         let relay = |body: &str| format!("[[smtp.relays]]\n{body}\n");
         let cases = [
             (
-                format!("[smtp]\nurl = \"smtp://x:25\"\n{}", relay("url = \"smtp://y:25\"")),
+                format!(
+                    "[smtp]\nurl = \"smtp://x:25\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
                 "both set",
             ),
             (
-                format!("[smtp]\nurl = \"file://outbox\"\n{}", relay("url = \"smtp://y:25\"")),
+                format!(
+                    "[smtp]\nurl = \"file://outbox\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
                 "both set",
             ),
             (
-                format!("[smtp]\nusername = \"u\"\n{}", relay("url = \"smtp://y:25\"")),
+                format!(
+                    "[smtp]\nusername = \"u\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
                 "both set",
             ),
             (
                 relay("url = \"smtp://y:25\"").repeat(2),
                 "a second relay named \"y:25\"",
             ),
-            (relay("url = \"smtp://y:25\"\nweight = 0"), "weight must be at least 1"),
-            (relay("url = \"smtp://y:25\"\nconcurrency = 0"), "concurrency must be"),
+            (
+                relay("url = \"smtp://y:25\"\nweight = 0"),
+                "weight must be at least 1",
+            ),
+            (
+                relay("url = \"smtp://y:25\"\nconcurrency = 0"),
+                "concurrency must be",
+            ),
             (relay("url = \"gopher://y\""), "scheme must be"),
-            (relay("url = \"smtp://y:25\"\nusername = \"u\""), "no password_env"),
+            (
+                relay("url = \"smtp://y:25\"\nusername = \"u\""),
+                "no password_env",
+            ),
             (
                 relay("url = \"smtp://y:25\"\npassword_env = \"HERALD_X\""),
                 "no username",
@@ -1388,10 +1410,16 @@ mod tests {
                 "must name an environment variable",
             ),
             (relay("url = \"smtp://u:hunter2@y:25\""), "holds a password"),
-            (relay("url = \"smtp://y:25\"\nname = \"\""), "1 to 100 printable"),
+            (
+                relay("url = \"smtp://y:25\"\nname = \"\""),
+                "1 to 100 printable",
+            ),
             (relay("name = \"no url\""), "url"),
             ("[smtp]\nbreaker_window = 0\n".to_string(), "at least 1"),
-            ("[smtp]\nbreaker_threshold = 0.0\n".to_string(), "breaker_threshold"),
+            (
+                "[smtp]\nbreaker_threshold = 0.0\n".to_string(),
+                "breaker_threshold",
+            ),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", Settings::parse(&text).expect_err(&text));

@@ -57,24 +57,26 @@ fn relay_statuses(settings: &Settings, stored: &[RelayState]) -> Vec<RelayStatus
     settings
         .relays()
         .into_iter()
-        .map(|relay| match stored.iter().find(|s| s.relay == relay.name) {
-            Some(row) => RelayStatus {
-                relay: relay.name,
-                state: row.state,
-                reason: Some(row.reason.clone()),
-                changed_at: time(row.changed_at),
-                open_until: row.open_until.and_then(time),
-                changed_by: Some(row.changed_by.clone()),
+        .map(
+            |relay| match stored.iter().find(|s| s.relay == relay.name) {
+                Some(row) => RelayStatus {
+                    relay: relay.name,
+                    state: row.state,
+                    reason: Some(row.reason.clone()),
+                    changed_at: time(row.changed_at),
+                    open_until: row.open_until.and_then(time),
+                    changed_by: Some(row.changed_by.clone()),
+                },
+                None => RelayStatus {
+                    relay: relay.name,
+                    state: Circuit::Closed,
+                    reason: None,
+                    changed_at: None,
+                    open_until: None,
+                    changed_by: None,
+                },
             },
-            None => RelayStatus {
-                relay: relay.name,
-                state: Circuit::Closed,
-                reason: None,
-                changed_at: None,
-                open_until: None,
-                changed_by: None,
-            },
-        })
+        )
         .collect()
 }
 

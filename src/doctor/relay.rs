@@ -343,10 +343,7 @@ async fn auth_step(
         Err(e) => Finding::error(
             "relay-auth",
             format!("{place} refused AUTH as {user:?}: {}", error_text(&e)),
-            format!(
-                "check the username and {}",
-                password_variable(relay)
-            ),
+            format!("check the username and {}", password_variable(relay)),
         ),
     }
 }

@@ -67,9 +67,13 @@ pub enum Signal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Closed,
-    Open { until: Millis },
+    Open {
+        until: Millis,
+    },
     /// `probing`: the one probe message is out, and no other may go.
-    HalfOpen { probing: bool },
+    HalfOpen {
+        probing: bool,
+    },
 }
 
 impl State {
@@ -157,11 +161,9 @@ impl Breaker {
             // Outcomes of messages sent before it opened change nothing.
             State::Open { .. } => None,
             State::HalfOpen { .. } => match signal {
-                Signal::Accepted => Some(self.change(
-                    State::Closed,
-                    now,
-                    "the probe message was accepted".into(),
-                )),
+                Signal::Accepted => {
+                    Some(self.change(State::Closed, now, "the probe message was accepted".into()))
+                }
                 Signal::Refused | Signal::Deferred => Some(self.change(
                     State::Open {
                         until: policy.open_until(now),
@@ -284,10 +286,17 @@ mod tests {
     fn refusals_in_a_row_open_it_and_an_accepted_message_resets_the_count() {
         use Signal::*;
         let mut breaker = Breaker::new(State::Closed);
-        let states = run(&mut breaker, &[Refused, Refused, Accepted, Refused, Refused], 0);
+        let states = run(
+            &mut breaker,
+            &[Refused, Refused, Accepted, Refused, Refused],
+            0,
+        );
         assert!(states.iter().all(|s| *s == Circuit::Closed), "{states:?}");
         let transition = breaker.observe(Refused, 1_000, &policy()).expect("opens");
-        assert_eq!((transition.from, transition.to), (Circuit::Closed, Circuit::Open));
+        assert_eq!(
+            (transition.from, transition.to),
+            (Circuit::Closed, Circuit::Open)
+        );
         assert_eq!(transition.open_until, Some(61_000));
         assert!(transition.reason.contains("3 connections in a row refused"));
     }
@@ -297,16 +306,26 @@ mod tests {
         use Signal::*;
         let mut breaker = Breaker::new(State::Closed);
         // Not full yet: three deferrals say nothing.
-        let states = run(&mut breaker, &[Deferred, Deferred, Neutral, Neutral, Deferred], 0);
+        let states = run(
+            &mut breaker,
+            &[Deferred, Deferred, Neutral, Neutral, Deferred],
+            0,
+        );
         assert!(states.iter().all(|s| *s == Circuit::Closed), "{states:?}");
         // Full with 3 of 4 deferred: over half.
         let transition = breaker.observe(Accepted, 0, &policy());
         let transition = transition.expect("3 of 4 deferred opens it");
-        assert!(transition.reason.contains("3 of its last 4 attempts deferred"));
+        assert!(transition
+            .reason
+            .contains("3 of its last 4 attempts deferred"));
 
         // Exactly half is not "most".
         let mut breaker = Breaker::new(State::Closed);
-        let states = run(&mut breaker, &[Deferred, Accepted, Deferred, Accepted, Deferred], 0);
+        let states = run(
+            &mut breaker,
+            &[Deferred, Accepted, Deferred, Accepted, Deferred],
+            0,
+        );
         assert!(states.iter().all(|s| *s == Circuit::Closed), "{states:?}");
     }
 
@@ -320,7 +339,10 @@ mod tests {
         let (admits, transition) = breaker.poll(60_000);
         assert!(admits);
         let transition = transition.expect("half-open");
-        assert_eq!((transition.from, transition.to), (Circuit::Open, Circuit::HalfOpen));
+        assert_eq!(
+            (transition.from, transition.to),
+            (Circuit::Open, Circuit::HalfOpen)
+        );
         assert!(!breaker.is_open(60_000));
         breaker.dispatched();
         // One probe at a time.
@@ -355,7 +377,11 @@ mod tests {
         let mut breaker = Breaker::new(State::HalfOpen { probing: true });
         breaker.observe(Accepted, 0, &policy());
         // The window is empty again: two refusals are not three.
-        let states = run(&mut breaker, &[Refused, Refused, Deferred, Deferred, Deferred], 0);
+        let states = run(
+            &mut breaker,
+            &[Refused, Refused, Deferred, Deferred, Deferred],
+            0,
+        );
         assert!(states.iter().all(|s| *s == Circuit::Closed), "{states:?}");
     }
 }

@@ -105,7 +105,9 @@ impl SmtpTarget {
                 ))
             }
             (Some(user), None) => {
-                return Err(format!("SMTP user {user:?} is set but {password_env} is not"))
+                return Err(format!(
+                    "SMTP user {user:?} is set but {password_env} is not"
+                ))
             }
             _ => None,
         };

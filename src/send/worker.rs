@@ -177,7 +177,10 @@ impl Counters {
 #[derive(Debug)]
 enum Attempt {
     Sent(Reply),
-    Failed { error: SendError, step: Step },
+    Failed {
+        error: SendError,
+        step: Step,
+    },
     /// Not attempted: the run is stopping, or the row's relay was taken
     /// out (its breaker opened) while the row waited for it. The claim is
     /// given back, and the row goes out through another relay.

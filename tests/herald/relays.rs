@@ -77,10 +77,17 @@ fn copies(servers: &[&SmtpServer]) -> HashMap<String, usize> {
 fn assert_each_received_once(servers: &[&SmtpServer], count: usize) {
     let copies = copies(servers);
     let wrong: Vec<_> = copies.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(wrong.is_empty(), "recipients with other than one copy: {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "recipients with other than one copy: {wrong:?}"
+    );
     assert_eq!(copies.len(), count, "distinct recipients");
     for i in 0..count {
-        assert!(copies.contains_key(&address(i)), "{} got nothing", address(i));
+        assert!(
+            copies.contains_key(&address(i)),
+            "{} got nothing",
+            address(i)
+        );
     }
 }
 
@@ -103,7 +110,11 @@ fn status(s: &Setup) -> serde_json::Value {
         &["--config", s.config.to_str().unwrap(), "status", "--json"],
         s.dir.path(),
     );
-    assert!(output.status.success(), "{}", crate::helpers::stderr(&output));
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::helpers::stderr(&output)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -113,7 +124,10 @@ fn with_both_relays_healthy_the_split_follows_the_weights() {
         let (a, b) = (SmtpServer::start(), SmtpServer::start());
         let relays = relay("a", &a.url(), 3, "") + &relay("b", &b.url(), 1, "concurrency = 2");
         let s = setup(backend, 400, "", &relays);
-        assert_eq!(send_issue(&s.settings, &args(), true).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(
+            send_issue(&s.settings, &args(), true).unwrap(),
+            ExitCode::SUCCESS
+        );
         assert_each_received_once(&[&a, &b], 400);
         let share = a.messages().len() as f64 / 400.0;
         assert!(
@@ -149,22 +163,30 @@ fn a_relay_that_dies_mid_send_is_taken_out_and_everybody_gets_one_copy() {
         let front = start_killable(a.addr);
         // A bounded rate per relay, so that the send is still going when
         // a dies.
-        let relays = relay("a", &front.url(), 1, "rate = 150")
-            + &relay("b", &b.url(), 1, "rate = 150");
+        let relays =
+            relay("a", &front.url(), 1, "rate = 150") + &relay("b", &b.url(), 1, "rate = 150");
         let s = setup(backend, 300, "breaker_cooldown_secs = 600", &relays);
         let killer = {
             let received = a.received.clone();
             std::thread::spawn(move || {
-                wait_until("relay a's first 40 messages", Duration::from_secs(60), || {
-                    received.lock().unwrap().len() >= 40
-                });
+                wait_until(
+                    "relay a's first 40 messages",
+                    Duration::from_secs(60),
+                    || received.lock().unwrap().len() >= 40,
+                );
                 front.kill();
             })
         };
-        assert_eq!(send_issue(&s.settings, &args(), true).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(
+            send_issue(&s.settings, &args(), true).unwrap(),
+            ExitCode::SUCCESS
+        );
         killer.join().unwrap();
         let through_a = a.messages().len();
-        assert!((40..150).contains(&through_a), "a took {through_a} before it died");
+        assert!(
+            (40..150).contains(&through_a),
+            "a took {through_a} before it died"
+        );
         assert_each_received_once(&[&a, &b], 300);
         assert_eq!(sent_count(&s.settings), 300, "nothing lost");
 
@@ -182,7 +204,10 @@ fn a_relay_that_dies_mid_send_is_taken_out_and_everybody_gets_one_copy() {
             s.dir.path(),
         );
         let text = String::from_utf8_lossy(&text.stdout);
-        assert!(text.contains("relays:") && text.contains(" open until "), "{text}");
+        assert!(
+            text.contains("relays:") && text.contains(" open until "),
+            "{text}"
+        );
     });
 }
 
@@ -193,7 +218,10 @@ fn a_relay_that_defers_most_attempts_is_taken_out_and_its_share_goes_to_the_othe
         a.faults.lock().unwrap().always_451 = true;
         let relays = relay("a", &a.url(), 3, "") + &relay("b", &b.url(), 1, "");
         let s = setup(backend, 200, "breaker_window = 10", &relays);
-        assert_eq!(send_issue(&s.settings, &args(), true).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(
+            send_issue(&s.settings, &args(), true).unwrap(),
+            ExitCode::SUCCESS
+        );
         assert!(a.messages().is_empty());
         assert_each_received_once(&[&b], 200);
         assert_eq!(sent_count(&s.settings), 200);

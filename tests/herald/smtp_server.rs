@@ -371,7 +371,8 @@ pub fn start_killable(upstream: SocketAddr) -> Killable {
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
             }
-            let (client_read, server_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (client_read, server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
             let flag = flag.clone();
             // Client to server: nothing passes once killed, so the server
             // never completes a message whose reply the client cannot get.
