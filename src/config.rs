@@ -198,6 +198,55 @@ pub struct SmtpSettings {
     /// A PEM file of extra CA certificates to trust for the relay's TLS (a
     /// private CA); the usual web roots are always trusted.
     pub ca_file: Option<PathBuf>,
+    /// `[[smtp.relays]]`: several relays a campaign spreads its mail over
+    /// by weight. Empty: `url` is the one relay. Both set is refused.
+    pub relays: Vec<RelaySettings>,
+    /// A relay's circuit breaker opens after this many connections to it
+    /// in a row were refused (or failed before the greeting).
+    pub breaker_refusals: u32,
+    /// ... or when more than `breaker_threshold` of its last
+    /// `breaker_window` attempts were deferred.
+    pub breaker_window: usize,
+    pub breaker_threshold: f64,
+    /// Seconds an open breaker keeps its relay out before one probe
+    /// message is let through (half-open).
+    pub breaker_cooldown_secs: u64,
+    /// Whether the file named `[smtp] url` explicitly (not the default):
+    /// read from the raw TOML, since a default and an explicit value look
+    /// the same once parsed.
+    #[serde(skip)]
+    pub url_given: bool,
+}
+
+/// One `[[smtp.relays]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Shown in logs, `herald status` and `herald doctor`; the key of its
+    /// breaker's state. Unset: the URL's `host:port`.
+    pub name: Option<String>,
+    /// As `[smtp] url`: smtp://, smtps:// or file://.
+    pub url: String,
+    pub username: Option<String>,
+    /// The environment variable holding this relay's password, e.g.
+    /// `HERALD_RELAY_B_PASSWORD` (never the password itself).
+    pub password_env: Option<String>,
+    /// The relay's share of the messages: weights 3 and 1 send three
+    /// quarters through the first.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Connections to this relay at once. Unset: `[send] concurrency`.
+    pub concurrency: Option<usize>,
+    /// Messages per second through this relay; unset or 0: no limit of its
+    /// own (`[send] rate` still caps all relays together).
+    pub rate: Option<u32>,
+    /// The password, read from `password_env` when the config loads.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,6 +403,17 @@ impl Default for SmtpSettings {
             timeout_secs: 30,
             helo_name: None,
             ca_file: None,
+            relays: Vec::new(),
+            // Three refusals in a row: one can be a restart, three are an
+            // outage. Half of the last twenty deferred: "most" of them,
+            // over few enough attempts to react within seconds.
+            breaker_refusals: 3,
+            breaker_window: 20,
+            breaker_threshold: 0.5,
+            // A minute: long enough for a relay's restart, short enough
+            // that a campaign soon spreads over all of them again.
+            breaker_cooldown_secs: 60,
+            url_given: false,
         }
     }
 }
@@ -476,6 +536,11 @@ impl Settings {
 
     pub fn parse(text: &str) -> anyhow::Result<Settings> {
         let mut settings: Settings = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        settings.smtp.url_given = text
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|table| table.get("smtp")?.get("url").map(|_| ()))
+            .is_some();
         if !settings.site.base_url.path().ends_with('/') {
             // Url::join drops the last path segment unless it ends in '/'.
             let path = format!("{}/", settings.site.base_url.path());
@@ -508,7 +573,8 @@ impl Settings {
                 "[paths] database is deprecated; write [database] url = \"sqlite://FILE\""
             );
         }
-        validate_smtp_url(&self.smtp.url)?;
+        validate_smtp_url(&self.smtp.url, "[smtp] url")?;
+        self.validate_relays()?;
         if let Some(name) = &self.smtp.helo_name {
             if url::Host::parse(name).is_err() || name.is_empty() || !name.is_ascii() {
                 anyhow::bail!("[smtp] helo_name = {name:?} is not a host name");
@@ -575,8 +641,118 @@ impl Settings {
         Ok(())
     }
 
+    /// `[[smtp.relays]]` and the breaker's keys: one form or the other,
+    /// unique names, weights, credentials named by variable.
+    fn validate_relays(&self) -> anyhow::Result<()> {
+        let smtp = &self.smtp;
+        if smtp.breaker_refusals == 0 || smtp.breaker_window == 0 || smtp.breaker_cooldown_secs == 0
+        {
+            anyhow::bail!(
+                "[smtp] breaker_refusals, breaker_window and breaker_cooldown_secs must be at least 1"
+            );
+        }
+        if !(smtp.breaker_threshold > 0.0 && smtp.breaker_threshold <= 1.0) {
+            anyhow::bail!(
+                "[smtp] breaker_threshold = {} must be a share above 0 and at most 1, e.g. 0.5",
+                smtp.breaker_threshold
+            );
+        }
+        if smtp.relays.is_empty() {
+            return Ok(());
+        }
+        if smtp.url_given || smtp.username.is_some() {
+            anyhow::bail!(
+                "[smtp] url (or username) and [[smtp.relays]] are both set: keep one. With \
+                 [[smtp.relays]], each relay has its own url, username and password_env"
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, relay) in smtp.relays.iter().enumerate() {
+            let key = format!("[[smtp.relays]] #{}", i + 1);
+            validate_smtp_url(&relay.url, &format!("{key} url"))?;
+            let name = relay_name(relay);
+            if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
+                anyhow::bail!("{key} name = {name:?} must be 1 to 100 printable characters");
+            }
+            if !names.insert(name.clone()) {
+                anyhow::bail!("{key}: a second relay named {name:?}; give each relay its own name");
+            }
+            if relay.weight == 0 {
+                anyhow::bail!("{key} ({name}) weight must be at least 1");
+            }
+            if relay.concurrency == Some(0) {
+                anyhow::bail!("{key} ({name}) concurrency must be at least 1");
+            }
+            if relay.rate.is_some_and(|rate| rate > MAX_RATE) {
+                anyhow::bail!("{key} ({name}) rate is over the maximum of {MAX_RATE} a second");
+            }
+            if let Some(variable) = &relay.password_env {
+                let valid = !variable.is_empty()
+                    && !variable.starts_with(|c: char| c.is_ascii_digit())
+                    && variable
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    // Not repeated: someone may have pasted the password.
+                    anyhow::bail!(
+                        "{key} ({name}) password_env must name an environment variable \
+                         (A-Z, 0-9, _), e.g. \"HERALD_RELAY_B_PASSWORD\", not hold the password"
+                    );
+                }
+                if relay.username.is_none() {
+                    anyhow::bail!("{key} ({name}) has password_env but no username");
+                }
+            } else if relay.username.is_some() {
+                anyhow::bail!(
+                    "{key} ({name}) has a username but no password_env naming the variable \
+                     that holds its password"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The relays a campaign sends through: `[[smtp.relays]]`, or `[smtp]
+    /// url` (with `username`, `HERALD_SMTP_PASSWORD` and `[send]
+    /// concurrency`) as a list of one.
+    pub fn relays(&self) -> Vec<Relay> {
+        if self.smtp.relays.is_empty() {
+            return vec![Relay {
+                name: relay_name_of_url(&self.smtp.url),
+                url: self.smtp.url.clone(),
+                username: self.smtp.username.clone(),
+                password_env: "HERALD_SMTP_PASSWORD".into(),
+                password: self.smtp_password.clone(),
+                weight: 1,
+                concurrency: None,
+                rate: 0,
+            }];
+        }
+        self.smtp
+            .relays
+            .iter()
+            .map(|relay| Relay {
+                name: relay_name(relay),
+                url: relay.url.clone(),
+                username: relay.username.clone(),
+                password_env: relay.password_env.clone().unwrap_or_default(),
+                password: relay.password.clone(),
+                weight: relay.weight,
+                concurrency: relay.concurrency,
+                rate: relay.rate.unwrap_or(0),
+            })
+            .collect()
+    }
+
     fn read_environment(&mut self) {
         self.smtp_password = non_empty_env("HERALD_SMTP_PASSWORD").map(Secret::new);
+        for relay in &mut self.smtp.relays {
+            relay.password = relay
+                .password_env
+                .as_deref()
+                .and_then(non_empty_env)
+                .map(Secret::new);
+        }
         self.imap_password = non_empty_env("HERALD_IMAP_PASSWORD").map(Secret::new);
         self.database_password = non_empty_env("HERALD_DATABASE_PASSWORD").map(Secret::new);
         let secret = |name| non_empty_env(name).map(Secret::new);
@@ -870,22 +1046,63 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// `[smtp] url`: a scheme Herald speaks, and never a password (which
-/// belongs in `HERALD_SMTP_PASSWORD`, and is not repeated in the error).
-fn validate_smtp_url(url: &str) -> anyhow::Result<()> {
+/// A relay as the send stage uses it, from either config form.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    /// Where the password comes from, for error messages.
+    pub password_env: String,
+    pub password: Option<Secret>,
+    pub weight: u32,
+    /// Its own connection count; `None`: `[send] concurrency`.
+    pub concurrency: Option<usize>,
+    /// Its own messages per second; 0: none.
+    pub rate: u32,
+}
+
+fn relay_name(relay: &RelaySettings) -> String {
+    match &relay.name {
+        Some(name) => name.trim().to_string(),
+        None => relay_name_of_url(&relay.url),
+    }
+}
+
+/// `host:port` of an SMTP URL (port as written, or the scheme's), or the
+/// URL itself for a file outbox: a name that says which relay it is.
+fn relay_name_of_url(url: &str) -> String {
+    let url = url.trim();
+    match Url::parse(url) {
+        Ok(parsed) if parsed.scheme() != "file" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let port = parsed
+                .port()
+                .unwrap_or(if parsed.scheme() == "smtps" { 465 } else { 25 });
+            format!("{host}:{port}")
+        }
+        _ => redact_url(url),
+    }
+}
+
+/// An SMTP URL (`key` names it in errors): a scheme Herald speaks, and
+/// never a password (which belongs in the environment, and is not
+/// repeated in the error).
+fn validate_smtp_url(url: &str, key: &str) -> anyhow::Result<()> {
     let url = url.trim();
     if url.starts_with("file://") {
         return Ok(());
     }
     let shown = redact_url(url);
-    let parsed = Url::parse(url).map_err(|e| anyhow::anyhow!("[smtp] url = {shown:?}: {e}"))?;
+    let parsed = Url::parse(url).map_err(|e| anyhow::anyhow!("{key} = {shown:?}: {e}"))?;
     if parsed.password().is_some() {
         anyhow::bail!(
-            "[smtp] url = {shown:?} holds a password; put it in HERALD_SMTP_PASSWORD instead"
+            "{key} = {shown:?} holds a password; put it in the environment (HERALD_SMTP_PASSWORD, \
+             or the variable a relay's password_env names) instead"
         );
     }
     if !matches!(parsed.scheme(), "smtp" | "smtps") {
-        anyhow::bail!("[smtp] url = {shown:?}: the scheme must be smtp, smtps or file");
+        anyhow::bail!("{key} = {shown:?}: the scheme must be smtp, smtps or file");
     }
     Ok(())
 }
@@ -1036,6 +1253,7 @@ mod tests {
     /// from the error it gives for an unknown one, which lists them all.
     fn accepted_keys(section: Option<&str>) -> Vec<String> {
         let text = match section {
+            Some(section) if section.contains('.') => format!("[[{section}]]\nno_such_key = 1\n"),
             Some(section) => format!("[{section}]\nno_such_key = 1\n"),
             None => "no_such_key = 1\n".to_string(),
         };
@@ -1061,11 +1279,20 @@ mod tests {
         let mut section = String::new();
         for line in example.lines() {
             let line = line.trim();
+            let setting = line.trim_start_matches('#').trim_start();
+            // An array of tables, shown commented out: [[smtp.relays]].
+            if let Some(name) = setting
+                .strip_prefix("[[")
+                .and_then(|l| l.strip_suffix("]]"))
+            {
+                shown.insert(name.to_string());
+                section = name.to_string();
+                continue;
+            }
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.to_string();
                 continue;
             }
-            let setting = line.trim_start_matches('#').trim_start();
             if let Some((key, _)) = setting.split_once(" = ") {
                 if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
                     shown.insert(format!("{section}.{key}"));
@@ -1073,7 +1300,10 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        for section in accepted_keys(None) {
+        let mut sections = accepted_keys(None);
+        // Tables inside sections: [[smtp.relays]].
+        sections.push("smtp.relays".into());
+        for section in sections {
             for key in accepted_keys(Some(&section)) {
                 if !shown.contains(&format!("{section}.{key}")) {
                     missing.push(format!("[{section}] {key}"));
@@ -1158,6 +1388,134 @@ mod tests {
         let reply_to = settings.reply_to_mailbox().unwrap().unwrap();
         assert_eq!(reply_to.email.to_string(), "编辑@xn--fsqu00a.xn--fiqs8s");
         assert_eq!(settings.helo_name("vm"), "xn--fsqu00a.xn--fiqs8s");
+    }
+
+    #[test]
+    fn the_single_smtp_url_is_a_list_of_one_relay() {
+        let mut settings = Settings::parse(
+            "[smtp]\nurl = \"smtp://mail.example.com:587?tls=required\"\nusername = \"herald\"\n",
+        )
+        .unwrap();
+        settings.smtp_password = Some(Secret::new("hunter2"));
+        let relays = settings.relays();
+        assert_eq!(relays.len(), 1);
+        let relay = &relays[0];
+        assert_eq!(relay.name, "mail.example.com:587");
+        assert_eq!(relay.url, "smtp://mail.example.com:587?tls=required");
+        assert_eq!(relay.username.as_deref(), Some("herald"));
+        assert_eq!(relay.password_env, "HERALD_SMTP_PASSWORD");
+        assert_eq!(relay.password.as_ref().map(Secret::expose), Some("hunter2"));
+        // [send] concurrency and rate apply, as before relays existed.
+        assert_eq!((relay.weight, relay.concurrency, relay.rate), (1, None, 0));
+        assert!(!format!("{relays:?}").contains("hunter2"));
+        // The default: the file outbox, named by its URL.
+        assert_eq!(Settings::default().relays()[0].name, "file://outbox");
+    }
+
+    #[test]
+    fn several_relays_read_every_key_and_their_passwords_from_the_variables_they_name() {
+        let text = "[smtp]\nbreaker_refusals = 5\nbreaker_window = 40\nbreaker_threshold = 0.8\n\
+                    breaker_cooldown_secs = 30\n\
+                    [[smtp.relays]]\nname = \"a\"\nurl = \"smtp://a.example.com:587\"\n\
+                    username = \"herald\"\npassword_env = \"HERALD_TEST_CONFIG_RELAY_A\"\n\
+                    weight = 3\nconcurrency = 8\nrate = 50\n\
+                    [[smtp.relays]]\nurl = \"smtps://b.example.com\"\n";
+        let mut settings = Settings::parse(text).unwrap();
+        // A variable no other test reads: set once, read here only.
+        std::env::set_var("HERALD_TEST_CONFIG_RELAY_A", "s3cret-a");
+        settings.read_environment();
+        assert!(!settings.smtp.url_given);
+        let smtp = &settings.smtp;
+        assert_eq!(
+            (
+                smtp.breaker_refusals,
+                smtp.breaker_window,
+                smtp.breaker_cooldown_secs
+            ),
+            (5, 40, 30)
+        );
+        assert_eq!(smtp.breaker_threshold, 0.8);
+        let relays = settings.relays();
+        assert_eq!(relays.len(), 2);
+        let (a, b) = (&relays[0], &relays[1]);
+        assert_eq!(a.name, "a");
+        assert_eq!(a.password.as_ref().map(Secret::expose), Some("s3cret-a"));
+        assert_eq!((a.weight, a.concurrency, a.rate), (3, Some(8), 50));
+        // Defaults: named by host and port, weight 1, [send]'s concurrency.
+        assert_eq!(b.name, "b.example.com:465");
+        assert_eq!((b.weight, b.concurrency, b.rate), (1, None, 0));
+        assert!(b.username.is_none() && b.password.is_none());
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret-a"), "a password printed: {shown}");
+    }
+
+    #[test]
+    fn relay_mistakes_are_refused_when_the_config_loads() {
+        let relay = |body: &str| format!("[[smtp.relays]]\n{body}\n");
+        let cases = [
+            (
+                format!(
+                    "[smtp]\nurl = \"smtp://x:25\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
+                "both set",
+            ),
+            (
+                format!(
+                    "[smtp]\nurl = \"file://outbox\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
+                "both set",
+            ),
+            (
+                format!(
+                    "[smtp]\nusername = \"u\"\n{}",
+                    relay("url = \"smtp://y:25\"")
+                ),
+                "both set",
+            ),
+            (
+                relay("url = \"smtp://y:25\"").repeat(2),
+                "a second relay named \"y:25\"",
+            ),
+            (
+                relay("url = \"smtp://y:25\"\nweight = 0"),
+                "weight must be at least 1",
+            ),
+            (
+                relay("url = \"smtp://y:25\"\nconcurrency = 0"),
+                "concurrency must be",
+            ),
+            (relay("url = \"gopher://y\""), "scheme must be"),
+            (
+                relay("url = \"smtp://y:25\"\nusername = \"u\""),
+                "no password_env",
+            ),
+            (
+                relay("url = \"smtp://y:25\"\npassword_env = \"HERALD_X\""),
+                "no username",
+            ),
+            (
+                relay("url = \"smtp://y:25\"\nusername = \"u\"\npassword_env = \"hunter2!\""),
+                "must name an environment variable",
+            ),
+            (relay("url = \"smtp://u:hunter2@y:25\""), "holds a password"),
+            (
+                relay("url = \"smtp://y:25\"\nname = \"\""),
+                "1 to 100 printable",
+            ),
+            (relay("name = \"no url\""), "url"),
+            ("[smtp]\nbreaker_window = 0\n".to_string(), "at least 1"),
+            (
+                "[smtp]\nbreaker_threshold = 0.0\n".to_string(),
+                "breaker_threshold",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = format!("{:#}", Settings::parse(&text).expect_err(&text));
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("hunter2"), "a password repeated: {error}");
+        }
     }
 
     #[test]

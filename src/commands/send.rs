@@ -12,7 +12,6 @@ use super::{user_error, UserError};
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::domain::{describe_millis, parse_send_time, IssueSlug};
-use crate::issue::Issue;
 use crate::render::{self, EmailContext, RenderedEmail, Templates};
 use crate::send::campaign::{
     cancel_scheduled_issue, deliver, schedule, start_or_resume, CampaignRequest, Cancellation,
@@ -21,6 +20,7 @@ use crate::send::campaign::{
 use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
+use crate::send::relays::Relays;
 use crate::send::transport::Transport;
 use crate::send::worker::{Counters, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
@@ -78,7 +78,17 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     }
     if let Some(at) = at {
         let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
-        return schedule_send(settings, args, at, &issue, &email, &issue_hash).await;
+        let from = settings.from_mailbox()?;
+        let request = CampaignRequest {
+            issue: &issue,
+            issue_hash: &issue_hash,
+            context: &context,
+            templates: &templates,
+            track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
+            force_new: args.force_new,
+            message_id_domain: from.email.domain(),
+        };
+        return schedule_send(settings, args, at, &request).await;
     }
 
     let location = settings.database()?;
@@ -172,7 +182,7 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
         .release_orphans(&store, Queue::Campaign(campaign.id))
         .await?;
 
-    run_campaign(settings, args, &store, &campaign, transport, quiet).await
+    run_campaign(settings, args, &store, &campaign, quiet).await
 }
 
 /// `herald send ISSUE.md` while the issue waits for its scheduled time
@@ -214,21 +224,10 @@ async fn schedule_send(
     settings: &Settings,
     args: &SendArgs,
     at: jiff::Timestamp,
-    issue: &Issue,
-    email: &RenderedEmail,
-    issue_hash: &str,
+    request: &CampaignRequest<'_>,
 ) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings.database()?).await?;
-    let from = settings.from_mailbox()?;
-    let request = CampaignRequest {
-        issue_slug: issue.slug.as_str(),
-        issue_number: issue.number,
-        issue_hash,
-        email,
-        force_new: args.force_new,
-        message_id_domain: from.email.domain(),
-    };
-    let scheduling = schedule(&store, &request, at.as_millisecond(), now_millis()).await;
+    let scheduling = schedule(&store, request, at.as_millisecond(), now_millis()).await;
     store.close().await;
     let path = args.issue.display();
     match scheduling? {
@@ -313,25 +312,31 @@ async fn run_campaign(
     args: &SendArgs,
     store: &Store,
     campaign: &Campaign,
-    transport: AnyTransport,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let options = send_options(settings, args);
+    let mut relays = Relays::from_settings(settings)?;
+    if let Some(concurrency) = args.concurrency {
+        // --concurrency is every relay's connection count, its own included.
+        relays = relays.with_concurrency(usize::from(concurrency));
+    }
     let due = pending_count(store, Queue::Campaign(campaign.id)).await?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(counters.clone(), due, quiet);
     let started = Instant::now();
+    let connections: usize = (0..relays.routes.len())
+        .map(|relay| relays.concurrency_of(relay, options.concurrency))
+        .sum();
     tracing::info!(
-        "sending {:?} to {due} recipient(s) via {}, {} connection(s)",
+        "sending {:?} to {due} recipient(s) via {}, {connections} connection(s)",
         campaign.subject,
-        transport.describe(),
-        options.concurrency
+        relays.describe(),
     );
     let delivered = deliver(
         settings,
         store,
         campaign,
-        Arc::new(transport),
+        &relays,
         &options,
         counters.clone(),
         async {
@@ -355,11 +360,13 @@ async fn run_campaign(
         "campaign {}: {} sent, {} failed, {} skipped (left the list), {} still to go",
         campaign.id, counts.sent, counts.failed, counts.skipped, remaining
     );
-    if let Some(dir) = settings.smtp.url.strip_prefix("file://") {
-        println!(
-            "messages are in {}",
-            settings.resolve(std::path::Path::new(dir)).display()
-        );
+    for relay in settings.relays() {
+        if let Some(dir) = relay.url.trim().strip_prefix("file://") {
+            println!(
+                "messages are in {}",
+                settings.resolve(std::path::Path::new(dir)).display()
+            );
+        }
     }
     match end {
         RunEnd::Paused(reason) => {

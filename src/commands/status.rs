@@ -15,6 +15,7 @@ use crate::store::clicks::{self, LinkClicks};
 use crate::store::deliveries::{
     self, CampaignReportCounts, DeliveryCounts, DeliveryState, ErrorGroup, Queue,
 };
+use crate::store::relay_states::{self, Circuit, RelayState};
 use crate::store::Store;
 
 /// Everything `herald status` shows: the scheduled sends, then where the
@@ -59,7 +60,57 @@ struct Status {
     reports: Vec<CampaignReports>,
     /// With `[tracking] clicks`: the most clicked links (people first).
     links: Vec<LinkClicks>,
+    /// Each configured relay's circuit breaker, as the last sending run
+    /// that changed it left it.
+    relays: Vec<RelayStatus>,
 }
+
+#[derive(Serialize)]
+struct RelayStatus {
+    relay: String,
+    state: Circuit,
+    /// Why it last changed; none when nothing was ever recorded.
+    reason: Option<String>,
+    changed_at: Option<String>,
+    /// When an open breaker lets a probe message through.
+    open_until: Option<String>,
+    /// The sending run (machine:pid:id) that changed it.
+    changed_by: Option<String>,
+}
+
+/// The configured relays' breakers, in the config's order; a relay with
+/// no stored row has never failed: closed.
+fn relay_statuses(settings: &Settings, stored: &[RelayState]) -> Vec<RelayStatus> {
+    let time = |millis: i64| {
+        chrono::DateTime::from_timestamp_millis(millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    settings
+        .relays()
+        .into_iter()
+        .map(
+            |relay| match stored.iter().find(|s| s.relay == relay.name) {
+                Some(row) => RelayStatus {
+                    relay: relay.name,
+                    state: row.state,
+                    reason: Some(row.reason.clone()),
+                    changed_at: time(row.changed_at),
+                    open_until: row.open_until.and_then(time),
+                    changed_by: Some(row.changed_by.clone()),
+                },
+                None => RelayStatus {
+                    relay: relay.name,
+                    state: Circuit::Closed,
+                    reason: None,
+                    changed_at: None,
+                    open_until: None,
+                    changed_by: None,
+                },
+            },
+        )
+        .collect()
+}
+
 
 /// Links `herald status` shows.
 const TOP_LINKS: i64 = 10;
@@ -100,7 +151,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
             })
             .collect();
         let latest = match campaign {
-            Some(campaign) => Some(campaign_status(&mut tx, campaign, &zone).await?),
+            Some(campaign) => Some(campaign_status(&mut tx, settings, campaign, &zone).await?),
             None => None,
         };
         tx.commit().await?;
@@ -127,6 +178,7 @@ pub fn run(settings: &Settings, issue: Option<&str>, json: bool) -> anyhow::Resu
 /// campaigns' bounce and complaint rates.
 async fn campaign_status(
     tx: &mut crate::store::Tx<'_>,
+    settings: &Settings,
     campaign: Campaign,
     zone: &jiff::tz::TimeZone,
 ) -> anyhow::Result<Status> {
@@ -135,6 +187,7 @@ async fn campaign_status(
     let errors = deliveries::error_groups(tx, campaign.id, 10).await?;
     let report_counts = deliveries::campaign_report_counts(tx, RATE_CAMPAIGNS).await?;
     let links = clicks::ranked_links(tx, campaign.id, TOP_LINKS).await?;
+    let stored_relays = relay_states::relay_states(tx).await?;
     let reports = report_counts
         .into_iter()
         .map(|counts| CampaignReports {
@@ -165,6 +218,7 @@ async fn campaign_status(
         errors,
         reports,
         links,
+        relays: relay_statuses(settings, &stored_relays),
     })
 }
 
@@ -238,8 +292,28 @@ fn print_status(status: &Status) {
             );
         }
     }
+    print_relays(&status.relays);
     print_reports(&status.reports);
     print_links(&status.links);
+}
+
+/// The relays' breakers: always with several relays, and with one only
+/// when it has been in trouble.
+fn print_relays(relays: &[RelayStatus]) {
+    if relays.len() < 2 && relays.iter().all(|r| r.reason.is_none()) {
+        return;
+    }
+    println!("relays:");
+    for relay in relays {
+        let mut line = format!("  {:<24} {}", relay.relay, relay.state.as_str());
+        if let Some(until) = &relay.open_until {
+            line.push_str(&format!(" until {until}"));
+        }
+        if let (Some(reason), Some(at)) = (&relay.reason, &relay.changed_at) {
+            line.push_str(&format!(" since {at}: {reason}"));
+        }
+        println!("{line}");
+    }
 }
 
 /// The campaign's most clicked links, when its clicks were tracked.

@@ -10,7 +10,7 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::Ehlo;
 
 use super::Finding;
-use crate::config::Settings;
+use crate::config::{Relay, Settings};
 use crate::send::smtp::{SmtpTarget, TlsMode};
 use crate::send::AnyTransport;
 
@@ -86,34 +86,81 @@ pub fn judge_size(extensions: &Extensions, message_bytes: Option<usize>) -> Find
     }
 }
 
+/// Every relay (`[smtp] url`, or each of `[[smtp.relays]]`), probed at
+/// once so that several take no longer than one. With several, each
+/// finding names its relay.
 pub async fn checks(settings: &Settings, message_bytes: Option<usize>) -> Vec<Finding> {
-    let target = match AnyTransport::from_settings(settings) {
+    let relays = settings.relays();
+    let several = relays.len() > 1;
+    let probes = relays.iter().map(|relay| async move {
+        let findings = check_relay(settings, relay, message_bytes).await;
+        if !several {
+            return findings;
+        }
+        findings
+            .into_iter()
+            .map(|finding| Finding {
+                message: format!("relay {}: {}", relay.name, finding.message),
+                ..finding
+            })
+            .collect()
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn check_relay(
+    settings: &Settings,
+    relay: &Relay,
+    message_bytes: Option<usize>,
+) -> Vec<Finding> {
+    let target = match AnyTransport::for_relay(settings, relay) {
         Ok(AnyTransport::Smtp(target)) => target,
         Ok(AnyTransport::File(outbox)) => {
             return vec![Finding::warning(
                 "relay",
                 format!(
-                    "[smtp] url is a file outbox ({}): mail is written to files, no relay is used",
+                    "{} is a file outbox ({}): mail is written to files, no relay is used",
+                    if settings.smtp.relays.is_empty() { "[smtp] url" } else { "the url" },
                     outbox.dir.display()
                 ),
-                "for real sends set [smtp] url to your relay, e.g. smtp://mail.example.com:587?tls=required",
+                "for real sends set the url to your relay, e.g. smtp://mail.example.com:587?tls=required",
             )]
         }
-        Ok(AnyTransport::Stub) => return vec![],
+        Ok(AnyTransport::Stub | AnyTransport::Pool(_)) => return vec![],
         Err(e) => {
             return vec![Finding::error(
                 "relay",
                 format!("{e:#}"),
-                "correct [smtp] in the config (and HERALD_SMTP_PASSWORD)",
+                format!(
+                    "correct [smtp] in the config (and {})",
+                    password_variable(relay)
+                ),
             )]
         }
     };
-    probe(&target, message_bytes).await
+    probe(&target, relay, message_bytes).await
+}
+
+/// Where the relay's password comes from, for a fix.
+fn password_variable(relay: &Relay) -> String {
+    if relay.password_env.is_empty() {
+        "the relay's password_env".to_string()
+    } else {
+        relay.password_env.clone()
+    }
 }
 
 /// One SMTP session, step by step; a step that fails ends it, and its
 /// finding says why.
-async fn probe(target: &Arc<SmtpTarget>, message_bytes: Option<usize>) -> Vec<Finding> {
+async fn probe(
+    target: &Arc<SmtpTarget>,
+    relay: &Relay,
+    message_bytes: Option<usize>,
+) -> Vec<Finding> {
     let place = format!("{}:{}", target.host, target.port);
     let implicit = match target.tls {
         TlsMode::Implicit => match target.tls_parameters() {
@@ -162,7 +209,7 @@ async fn probe(target: &Arc<SmtpTarget>, message_bytes: Option<usize>) -> Vec<Fi
     match connection.command(Ehlo::new(target.hello.clone())).await {
         Ok(reply) => {
             let announced = extensions(reply.message());
-            findings.push(auth_step(target, &mut connection, &place).await);
+            findings.push(auth_step(target, relay, &mut connection, &place).await);
             findings.push(judge_pipelining(&announced));
             findings.push(judge_size(&announced, message_bytes));
         }
@@ -267,13 +314,14 @@ async fn starttls_step(
 
 async fn auth_step(
     target: &SmtpTarget,
+    relay: &Relay,
     connection: &mut AsyncSmtpConnection,
     place: &str,
 ) -> Finding {
     let Some((user, password)) = &target.credentials else {
         return Finding::ok(
             "relay-auth",
-            "no [smtp] username: the relay must accept mail from this host without AUTH",
+            "no username: the relay must accept mail from this host without AUTH",
         );
     };
     if !connection.is_encrypted() && target.tls != TlsMode::None {
@@ -295,7 +343,7 @@ async fn auth_step(
         Err(e) => Finding::error(
             "relay-auth",
             format!("{place} refused AUTH as {user:?}: {}", error_text(&e)),
-            "check [smtp] username and HERALD_SMTP_PASSWORD",
+            format!("check the username and {}", password_variable(relay)),
         ),
     }
 }

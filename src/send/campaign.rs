@@ -7,8 +7,9 @@ use anyhow::Context;
 
 use super::envelope::{load_verp, EnvelopeSender};
 use super::message::MessageFactory;
+use super::relays::Relays;
 use super::transport::Transport;
-use super::worker::{run_queue, Counters, MessageSource, RunEnd, SendOptions};
+use super::worker::{run_relays, Counters, MessageSource, RunEnd, SendOptions};
 use crate::config::Settings;
 use crate::domain::ClickKey;
 use crate::issue::Issue;
@@ -414,12 +415,13 @@ async fn conclude_once(
 
 /// Sends a campaign's due deliveries, as it was rendered when it started,
 /// until none is due, the failure rate pauses it or `interrupt` fires; then
-/// concludes it. Other runs, on other machines, may be sending it too.
+/// concludes it, spreading the messages over `relays`. Other runs, on
+/// other machines, may be sending it too.
 pub async fn deliver<T: Transport>(
     settings: &Settings,
     store: &Store,
     campaign: &Campaign,
-    transport: Arc<T>,
+    relays: &Relays<T>,
     options: &SendOptions,
     counters: Arc<Counters>,
     interrupt: impl std::future::Future<Output = ()> + Send + 'static,
@@ -439,9 +441,9 @@ pub async fn deliver<T: Transport>(
     if settings.tracking.per_subscriber {
         factory = factory.with_click_key(load_click_key(store).await?);
     }
-    let end = run_queue(
+    let end = run_relays(
         store,
-        transport,
+        relays,
         Arc::new(MessageSource::Campaign(Box::new(factory))),
         Queue::Campaign(campaign.id),
         options,

@@ -17,6 +17,7 @@ use super::campaign::{deliver, sending_campaigns, start_due_campaigns, Scheduled
 use super::envelope::{load_verp, EnvelopeSender};
 use super::lock::join;
 use super::outbox::{run_transactional_worker, OutboxSignal};
+use super::relays::Relays;
 use super::worker::{Counters, RunEnd, SendOptions, TransactionalMail};
 use crate::config::Settings;
 use crate::domain::{describe_delay, describe_millis};
@@ -115,7 +116,7 @@ pub async fn serve_campaigns(
     scope: CampaignScope,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let transport = Arc::new(AnyTransport::from_settings(&settings)?);
+    let relays = Relays::from_settings(&settings)?;
     let options = SendOptions::from_settings(&settings.send);
     let message_id_domain = settings.from_mailbox()?.email.domain().to_string();
     loop {
@@ -126,7 +127,7 @@ pub async fn serve_campaigns(
             Ok(started) => started.iter().for_each(|s| report_start(&settings, s)),
             Err(error) => tracing::warn!("starting scheduled campaigns: {error:#}"),
         }
-        let sending = send_due_campaigns(&settings, &store, &transport, &options, scope, &stopped);
+        let sending = send_due_campaigns(&settings, &store, &relays, &options, scope, &stopped);
         match sending.await {
             Ok(true) => continue,
             Ok(false) => {}
@@ -143,7 +144,7 @@ pub async fn serve_campaigns(
 async fn send_due_campaigns(
     settings: &Settings,
     store: &Store,
-    transport: &Arc<AnyTransport>,
+    relays: &Relays<AnyTransport>,
     options: &SendOptions,
     scope: CampaignScope,
     stopped: &tokio::sync::watch::Receiver<bool>,
@@ -171,7 +172,7 @@ async fn send_due_campaigns(
             settings,
             store,
             &campaign,
-            transport.clone(),
+            relays,
             options,
             counters.clone(),
             interrupt,

@@ -3,6 +3,7 @@
 //! and workers that claim, send and record in batches.
 
 pub mod any;
+pub mod breaker;
 pub mod campaign;
 pub mod daemon;
 pub mod envelope;
@@ -11,6 +12,7 @@ pub mod lock;
 pub mod message;
 pub mod outbox;
 pub mod progress;
+pub mod relays;
 pub mod retry;
 pub mod smtp;
 pub mod transaction;

@@ -56,6 +56,18 @@ impl SmtpTarget {
         password: Option<&Secret>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        Self::from_url_with(url, username, password, "HERALD_SMTP_PASSWORD", timeout)
+    }
+
+    /// [`from_url`](Self::from_url) for a password from `password_env` (a
+    /// relay's own variable, named in the error when it is unset).
+    pub fn from_url_with(
+        url: &Url,
+        username: Option<&str>,
+        password: Option<&Secret>,
+        password_env: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let (tls, default_port) = match url.scheme() {
             "smtps" => (TlsMode::Implicit, 465),
             "smtp" => (TlsMode::Opportunistic, 25),
@@ -81,13 +93,20 @@ impl SmtpTarget {
             .to_string();
         let user = Some(url.username()).filter(|u| !u.is_empty()).or(username);
         if url.password().is_some() {
-            return Err("put the SMTP password in HERALD_SMTP_PASSWORD, not in the URL".into());
+            return Err(format!(
+                "put the SMTP password in {password_env}, not in the URL"
+            ));
         }
         let credentials = match (user, password) {
             (Some(user), Some(password)) => Some((user.to_string(), password.clone())),
+            (Some(user), None) if password_env.is_empty() => {
+                return Err(format!(
+                    "SMTP user {user:?} is set but no password_env names its password"
+                ))
+            }
             (Some(user), None) => {
                 return Err(format!(
-                    "SMTP user {user:?} is set but HERALD_SMTP_PASSWORD is not"
+                    "SMTP user {user:?} is set but {password_env} is not"
                 ))
             }
             _ => None,

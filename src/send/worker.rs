@@ -20,9 +20,11 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use tokio::sync::{mpsc, Notify};
 
+use super::breaker::Signal;
 use super::envelope::EnvelopeSender;
 use super::error::SendError;
 use super::message::MessageFactory;
+use super::relays::{store_transitions, Board, Relays};
 use super::retry::{decide, Decision, RetryPolicy};
 use super::transport::{Connection, Transport};
 use crate::domain::Reply;
@@ -175,9 +177,43 @@ impl Counters {
 #[derive(Debug)]
 enum Attempt {
     Sent(Reply),
-    Failed(SendError),
-    /// Not attempted: the run is stopping. The claim is given back.
+    Failed {
+        error: SendError,
+        step: Step,
+    },
+    /// Not attempted: the run is stopping, or the row's relay was taken
+    /// out (its breaker opened) while the row waited for it. The claim is
+    /// given back, and the row goes out through another relay.
     Released,
+}
+
+/// Where a failed attempt stopped: what it says about the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The message could not be made; no relay was involved.
+    Building,
+    /// No connection: refused, timed out, TLS or AUTH failed.
+    Connecting,
+    /// Connected; the transaction failed.
+    Sending,
+}
+
+/// What an attempt tells the relay's breaker; nothing when not attempted.
+fn signal_of(attempt: &Attempt) -> Option<Signal> {
+    Some(match attempt {
+        Attempt::Sent(_) => Signal::Accepted,
+        Attempt::Failed {
+            step: Step::Building,
+            ..
+        } => Signal::Neutral,
+        Attempt::Failed {
+            step: Step::Connecting,
+            ..
+        } => Signal::Refused,
+        Attempt::Failed { error, .. } if error.is_permanent() => Signal::Neutral,
+        Attempt::Failed { .. } => Signal::Deferred,
+        Attempt::Released => return None,
+    })
 }
 
 struct AttemptResult {
@@ -216,7 +252,7 @@ async fn record_results(
             Attempt::Sent(reply) => {
                 sent.push((delivery.id, reply));
             }
-            Attempt::Failed(error) => {
+            Attempt::Failed { error, .. } => {
                 match decide(
                     error,
                     delivery.attempts,
@@ -317,23 +353,36 @@ async fn attempt<T: Transport>(
 ) -> Attempt {
     let (envelope, bytes) = match source.build(delivery).await {
         Ok(built) => built,
-        Err(e) => return Attempt::Failed(e),
+        Err(error) => {
+            return Attempt::Failed {
+                error,
+                step: Step::Building,
+            }
+        }
     };
     if connection.as_ref().is_none_or(|c| c.is_broken()) {
         *connection = None;
         match transport.connect().await {
             Ok(c) => *connection = Some(c),
-            Err(e) => return Attempt::Failed(e),
+            Err(error) => {
+                return Attempt::Failed {
+                    error,
+                    step: Step::Connecting,
+                }
+            }
         }
     }
     let conn = connection.as_mut().expect("connected above");
     match conn.send(&envelope, &bytes).await {
         Ok(reply) => Attempt::Sent(reply),
-        Err(e) => {
-            if e.connection_lost {
+        Err(error) => {
+            if error.connection_lost {
                 *connection = None;
             }
-            Attempt::Failed(e)
+            Attempt::Failed {
+                error,
+                step: Step::Sending,
+            }
         }
     }
 }
@@ -371,7 +420,7 @@ pub async fn send_next_batch<T: Transport>(
         .count() as u64;
     let failed_attempts = results
         .iter()
-        .filter(|r| matches!(r.attempt, Attempt::Failed(_)))
+        .filter(|r| matches!(r.attempt, Attempt::Failed { .. }))
         .count() as u64;
     Ok(Outcome::Worked {
         sent,
@@ -485,7 +534,10 @@ struct RunState {
 
 impl RunState {
     fn stop_with(&self, end: RunEnd) {
-        let mut slot = self.end.lock().expect("run state lock");
+        let mut slot = self
+            .end
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(end);
         }
@@ -494,9 +546,8 @@ impl RunState {
     }
 }
 
-/// Runs a queue until nothing is due, the failure rate pauses it, or
-/// `interrupt` fires. Deliveries are claimed in batches, sent over
-/// `options.concurrency` reused connections and recorded in batches.
+/// Runs a queue through one transport, until nothing is due, the failure
+/// rate pauses it, or `interrupt` fires: [`run_relays`] with one relay.
 pub async fn run_queue<T: Transport>(
     store: &Store,
     transport: Arc<T>,
@@ -506,28 +557,279 @@ pub async fn run_queue<T: Transport>(
     counters: Arc<Counters>,
     interrupt: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunEnd> {
+    let relays = Relays::single("relay", transport);
+    run_relays(store, &relays, source, queue, options, counters, interrupt).await
+}
+
+/// A rate limiter for `rate` messages a second; none for 0.
+fn rate_limiter(rate: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    // Clamped, so the period below is never shorter than a microsecond
+    // (a zero period has no quota); the config refuses higher rates anyway.
+    let rate = NonZeroU32::new(rate.min(crate::config::MAX_RATE))?;
+    // A burst of 10 ms worth of messages (at least one): the rate holds
+    // over any window longer than that. A burst of one would undershoot
+    // high rates, since timers tick in milliseconds.
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+    let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)?.allow_burst(burst);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
+/// One relay's side of a run: the rows handed to it, taken by its
+/// workers, one connection each.
+struct Lane<T> {
+    relay: usize,
+    transport: Arc<T>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<ClaimedDelivery>>>,
+    /// The relay's own rate, and the run's over all relays.
+    own_rate: Option<Arc<DefaultDirectRateLimiter>>,
+    run_rate: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl<T> Clone for Lane<T> {
+    fn clone(&self) -> Self {
+        Lane {
+            relay: self.relay,
+            transport: self.transport.clone(),
+            jobs: self.jobs.clone(),
+            own_rate: self.own_rate.clone(),
+            run_rate: self.run_rate.clone(),
+        }
+    }
+}
+
+/// Everything a send worker shares with the rest of its run.
+struct Crew {
+    source: Arc<MessageSource>,
+    results: mpsc::Sender<AttemptResult>,
+    state: Arc<RunState>,
+    board: Arc<Board>,
+}
+
+/// One worker of a lane: takes its rows one by one over one connection,
+/// tells the relay's breaker how each went, and hands the outcome to the
+/// recorder. A row whose relay was taken out while it waited is given
+/// back, so that it goes through another relay.
+async fn work_lane<T: Transport>(lane: Lane<T>, crew: Crew) {
+    let mut connection: Option<T::Connection> = None;
+    loop {
+        let job = lane.jobs.lock().await.recv().await;
+        let Some(delivery) = job else { break };
+        let diverted = crew.board.should_divert(lane.relay, now_millis());
+        let attempt = if crew.state.stop.load(Ordering::SeqCst) || diverted {
+            Attempt::Released
+        } else {
+            for limiter in [&lane.own_rate, &lane.run_rate].into_iter().flatten() {
+                limiter.until_ready().await;
+            }
+            let attempt = attempt(&*lane.transport, &mut connection, &crew.source, &delivery).await;
+            if let Some(signal) = signal_of(&attempt) {
+                crew.board.observe(lane.relay, signal, now_millis());
+            }
+            attempt
+        };
+        if crew
+            .results
+            .send(AttemptResult { delivery, attempt })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    if let Some(connection) = connection {
+        connection.close().await;
+    }
+}
+
+/// Starts each relay's workers; returns the senders that feed each
+/// relay's rows to them, in the relays' order, and the workers.
+fn start_lanes<T: Transport>(
+    relays: &Relays<T>,
+    options: &SendOptions,
+    crew: &Crew,
+) -> (
+    Vec<mpsc::Sender<ClaimedDelivery>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let run_rate = rate_limiter(options.rate);
+    let mut senders = Vec::with_capacity(relays.routes.len());
+    let mut workers = Vec::new();
+    for (relay, route) in relays.routes.iter().enumerate() {
+        let concurrency = relays.concurrency_of(relay, options.concurrency);
+        let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
+        senders.push(jobs_tx);
+        let lane = Lane {
+            relay,
+            transport: route.transport.clone(),
+            jobs: Arc::new(tokio::sync::Mutex::new(jobs_rx)),
+            own_rate: rate_limiter(route.rate),
+            run_rate: run_rate.clone(),
+        };
+        for _ in 0..concurrency {
+            let crew = Crew {
+                source: crew.source.clone(),
+                results: crew.results.clone(),
+                state: crew.state.clone(),
+                board: crew.board.clone(),
+            };
+            workers.push(tokio::spawn(work_lane(lane.clone(), crew)));
+        }
+    }
+    (senders, workers)
+}
+
+/// Stores the breakers' transitions; a failure is only logged, since the
+/// stored state is for display and the next run's start, and never
+/// decides a message's fate.
+async fn store_board(store: &Store, board: &Board, claimer: &str) {
+    let transitions = board.take_transitions();
+    let stored = patiently("storing the relays' breaker states", || {
+        store_transitions(store, &transitions, claimer)
+    })
+    .await;
+    if let Err(error) = stored {
+        tracing::warn!("storing the relays' breaker states: {error:#}");
+    }
+}
+
+/// The recorder: commits outcomes a batch at a time, feeds the failure
+/// window, stores breaker transitions, and wakes the claimer.
+async fn record_loop(
+    store: Store,
+    mut results_rx: mpsc::Receiver<AttemptResult>,
+    options: SendOptions,
+    state: Arc<RunState>,
+    board: Arc<Board>,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let mut window = FailureWindow::new(options.failure_window.max(1), options.failure_threshold);
+    let mut buffer = Vec::new();
+    while let Some(first) = results_rx.recv().await {
+        buffer.push(first);
+        // Gather what else is ready, up to a bounded batch, so one commit
+        // covers many messages without delaying any for long.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+        while buffer.len() < 256 {
+            match tokio::time::timeout_at(deadline, results_rx.recv()).await {
+                Ok(Some(result)) => buffer.push(result),
+                _ => break,
+            }
+        }
+        // The window sees each outcome as it arrives, before the (slower)
+        // database write: on a remote database the run would otherwise
+        // keep failing for a whole round trip after the threshold is
+        // crossed.
+        for result in &buffer {
+            let ok = match result.attempt {
+                Attempt::Sent(_) => true,
+                Attempt::Failed { .. } => false,
+                Attempt::Released => continue,
+            };
+            if let Some(reason) = window.push(ok) {
+                state.stop_with(RunEnd::Paused(reason));
+            }
+        }
+        let started = std::time::Instant::now();
+        let recorded = patiently("recording delivery outcomes", || {
+            record_results(&store, &buffer, &options.retry, &counters, &options.claimer)
+        })
+        .await;
+        if let Err(error) = recorded {
+            // Stop everyone, or the claimer waits for a wake-up that never
+            // comes. The rows stay 'sending' until their lease lapses (or
+            // the next run on SQLite releases them).
+            state.stop_with(RunEnd::Interrupted);
+            return Err(error);
+        }
+        store_board(&store, &board, &options.claimer).await;
+        tracing::debug!(
+            "recorded {} outcomes in {:?}",
+            buffer.len(),
+            started.elapsed()
+        );
+        state.in_flight.fetch_sub(buffer.len(), Ordering::SeqCst);
+        buffer.clear();
+        state.recorded.notify_waiters();
+    }
+    Ok(())
+}
+
+/// The claimer: claims due rows a batch at a time and hands each to the
+/// relay whose turn it is, until nothing is due or the run stops.
+async fn claim_loop(
+    store: &Store,
+    queue: Queue,
+    options: &SendOptions,
+    state: &RunState,
+    board: &Board,
+    lanes: &[mpsc::Sender<ClaimedDelivery>],
+) -> anyhow::Result<()> {
+    loop {
+        let recorded = state.recorded.notified();
+        if state.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let batch = patiently("claiming deliveries", || claim_batch(store, queue, options)).await?;
+        if batch.is_empty() {
+            if state.in_flight.load(Ordering::SeqCst) > 0 {
+                recorded.await;
+                continue;
+            }
+            // Rows other runs hold (PostgreSQL): wait until they are done
+            // or their lease lapses, so the campaign ends when this run
+            // does, even when the other run died.
+            let Some(lease_end) = patiently("looking for other runs' claims", || {
+                earliest_foreign_lease(store, queue, &options.claimer)
+            })
+            .await?
+            else {
+                break;
+            };
+            let wait = u64::try_from(lease_end.saturating_sub(now_millis())).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait.clamp(50, 1_000))).await;
+            continue;
+        }
+        state.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
+        for delivery in batch {
+            let relay = board.pick(now_millis());
+            let lane = lanes.get(relay).context("a relay without workers")?;
+            if lane.send(delivery).await.is_err() {
+                anyhow::bail!("the send workers of relay {} stopped", board.name(relay));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a queue until nothing is due, the failure rate pauses it, or
+/// `interrupt` fires. Deliveries are claimed in batches, each handed to a
+/// relay by weight (skipping relays whose breaker is open), sent over each
+/// relay's reused connections, and recorded in batches.
+pub async fn run_relays<T: Transport>(
+    store: &Store,
+    relays: &Relays<T>,
+    source: Arc<MessageSource>,
+    queue: Queue,
+    options: &SendOptions,
+    counters: Arc<Counters>,
+    interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunEnd> {
+    if relays.routes.is_empty() {
+        anyhow::bail!("no relay to send through");
+    }
     let state = Arc::new(RunState {
         stop: AtomicBool::new(false),
         end: Mutex::new(None),
         in_flight: AtomicUsize::new(0),
         recorded: Notify::new(),
     });
-    let concurrency = options.concurrency.max(1);
-    // Clamped, so the period below is never shorter than a microsecond
-    // (a zero period has no quota); the config refuses higher rates anyway.
-    let rate = options.rate.min(crate::config::MAX_RATE);
-    let limiter: Option<Arc<DefaultDirectRateLimiter>> = NonZeroU32::new(rate).and_then(|rate| {
-        // A burst of 10 ms worth of messages (at least one): the rate
-        // holds over any window longer than that. A burst of one would
-        // undershoot high rates, since timers tick in milliseconds.
-        let period = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
-        let burst = NonZeroU32::new(rate.get() / 100).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)?.allow_burst(burst);
-        Some(Arc::new(RateLimiter::direct(quota)))
-    });
-    let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
-    let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
-    let (results_tx, mut results_rx) =
+    let board = patiently("reading the relays' breaker states", || {
+        Board::load(store, relays)
+    })
+    .await?;
+    let board = Arc::new(board);
+    let (results_tx, results_rx) =
         mpsc::channel::<AttemptResult>(options.batch_size.max(1) as usize * 2);
 
     let interrupt_state = state.clone();
@@ -535,160 +837,40 @@ pub async fn run_queue<T: Transport>(
         interrupt.await;
         interrupt_state.stop_with(RunEnd::Interrupted);
     });
-
-    let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let (transport, source, jobs_rx, results_tx, state, limiter) = (
-            transport.clone(),
-            source.clone(),
-            jobs_rx.clone(),
-            results_tx.clone(),
-            state.clone(),
-            limiter.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut connection: Option<T::Connection> = None;
-            loop {
-                let job = jobs_rx.lock().await.recv().await;
-                let Some(delivery) = job else { break };
-                let attempt = if state.stop.load(Ordering::SeqCst) {
-                    Attempt::Released
-                } else {
-                    if let Some(limiter) = &limiter {
-                        limiter.until_ready().await;
-                    }
-                    attempt(&*transport, &mut connection, &source, &delivery).await
-                };
-                if results_tx
-                    .send(AttemptResult { delivery, attempt })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            if let Some(connection) = connection {
-                connection.close().await;
-            }
-        }));
-    }
-    drop(results_tx);
-
-    let recorder_state = state.clone();
-    let recorder_store = store.clone();
-    let policy = options.retry;
-    let (window_size, threshold) = (options.failure_window.max(1), options.failure_threshold);
-    let recorder_counters = counters.clone();
-    let claimer = options.claimer.clone();
-    let recorder = tokio::spawn(async move {
-        let mut window = FailureWindow::new(window_size, threshold);
-        let mut buffer = Vec::new();
-        while let Some(first) = results_rx.recv().await {
-            buffer.push(first);
-            // Gather what else is ready, up to a bounded batch, so one
-            // commit covers many messages without delaying any for long.
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
-            while buffer.len() < 256 {
-                match tokio::time::timeout_at(deadline, results_rx.recv()).await {
-                    Ok(Some(result)) => buffer.push(result),
-                    _ => break,
-                }
-            }
-            // The window sees each outcome as it arrives, before the
-            // (slower) database write: on a remote database the run would
-            // otherwise keep failing for a whole round trip after the
-            // threshold is crossed.
-            for result in &buffer {
-                let ok = match result.attempt {
-                    Attempt::Sent(_) => true,
-                    Attempt::Failed(_) => false,
-                    Attempt::Released => continue,
-                };
-                if let Some(reason) = window.push(ok) {
-                    recorder_state.stop_with(RunEnd::Paused(reason));
-                }
-            }
-            let started = std::time::Instant::now();
-            let recorded = patiently("recording delivery outcomes", || {
-                record_results(
-                    &recorder_store,
-                    &buffer,
-                    &policy,
-                    &recorder_counters,
-                    &claimer,
-                )
-            })
-            .await;
-            if let Err(error) = recorded {
-                // Stop everyone, or the claimer waits for a wake-up that
-                // never comes. The rows stay 'sending' until their lease
-                // lapses (or the next run on SQLite releases them).
-                recorder_state.stop_with(RunEnd::Interrupted);
-                return Err(error);
-            }
-            tracing::debug!(
-                "recorded {} outcomes in {:?}",
-                buffer.len(),
-                started.elapsed()
-            );
-            recorder_state
-                .in_flight
-                .fetch_sub(buffer.len(), Ordering::SeqCst);
-            buffer.clear();
-            recorder_state.recorded.notify_waiters();
-        }
-        anyhow::Ok(())
-    });
-
+    let crew = Crew {
+        source,
+        results: results_tx,
+        state: state.clone(),
+        board: board.clone(),
+    };
+    let (lanes, workers) = start_lanes(relays, options, &crew);
+    drop(crew);
+    let recorder = tokio::spawn(record_loop(
+        store.clone(),
+        results_rx,
+        options.clone(),
+        state.clone(),
+        board.clone(),
+        counters,
+    ));
     let renewer = tokio::spawn(renew_leases_while_running(store.clone(), options.clone()));
 
-    // The claimer runs here.
-    let claim_result: anyhow::Result<()> = async {
-        loop {
-            let recorded = state.recorded.notified();
-            if state.stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let batch =
-                patiently("claiming deliveries", || claim_batch(store, queue, options)).await?;
-            if batch.is_empty() {
-                if state.in_flight.load(Ordering::SeqCst) > 0 {
-                    recorded.await;
-                    continue;
-                }
-                // Rows other runs hold (PostgreSQL): wait until they are
-                // done or their lease lapses, so the campaign ends when this
-                // run does, even when the other run died.
-                let Some(lease_end) = patiently("looking for other runs' claims", || {
-                    earliest_foreign_lease(store, queue, &options.claimer)
-                })
-                .await?
-                else {
-                    break;
-                };
-                let wait = u64::try_from(lease_end.saturating_sub(now_millis())).unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(wait.clamp(50, 1_000))).await;
-                continue;
-            }
-            state.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
-            for delivery in batch {
-                if jobs_tx.send(delivery).await.is_err() {
-                    anyhow::bail!("all send workers stopped");
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    drop(jobs_tx);
+    let claim_result = claim_loop(store, queue, options, &state, &board, &lanes).await;
+    drop(lanes);
     for worker in workers {
         worker.await.context("send worker panicked")?;
     }
     recorder.await.context("recorder panicked")??;
     renewer.abort();
     interrupt_task.abort();
+    // What changed after the last batch (a relay gone half-open).
+    store_board(store, &board, &options.claimer).await;
     claim_result?;
-    let end = state.end.lock().expect("run state lock").clone();
+    let end = state
+        .end
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Ok(end.unwrap_or(RunEnd::Drained))
 }
 

@@ -187,6 +187,18 @@ const TABLES: &[Table] = &[
         columns: &[("replay_key", Text), ("expires_at", Int)],
         identity: false,
     },
+    Table {
+        name: "relay_states",
+        columns: &[
+            ("relay", Text),
+            ("state", Text),
+            ("reason", Text),
+            ("changed_at", Int),
+            ("open_until", Int),
+            ("changed_by", Text),
+        ],
+        identity: false,
+    },
 ];
 
 /// Rows per statement: 23 columns of deliveries times this stays well

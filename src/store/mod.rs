@@ -17,6 +17,7 @@ pub mod clicks;
 pub mod confirmation_tokens;
 pub mod copy;
 pub mod deliveries;
+pub mod relay_states;
 pub mod secrets;
 pub mod subscribers;
 pub mod suppressions;

@@ -37,6 +37,8 @@ fn send(settings: &Settings) {
         dry_run: false,
         concurrency: None,
         rate: None,
+        at: None,
+        cancel: false,
     };
     assert_eq!(
         send_issue(settings, &args, true).unwrap(),

@@ -21,6 +21,7 @@ mod imap;
 mod install;
 mod leases;
 mod preview;
+mod relays;
 mod schedule;
 mod send;
 mod serve;

@@ -7,7 +7,8 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use herald::render::{Personalized, RenderedEmail};
+use herald::issue::{read_issue, Issue};
+use herald::render::{EmailContext, Templates};
 use herald::send::campaign::{
     cancel_campaign, schedule, scheduled_campaigns, start_due_campaigns, CampaignRequest,
     Cancellation, Scheduling,
@@ -467,12 +468,27 @@ fn a_worker_or_server_started_after_the_time_sends_the_scheduled_issue_once() {
     for_each_backend(late_start);
 }
 
-fn request<'a>(email: &'a RenderedEmail, slug: &'a str) -> CampaignRequest<'a> {
+/// An example issue, read as `herald send` reads it.
+fn example_issue(name: &str) -> Issue {
+    let base = url::Url::parse("https://news.example.com/").unwrap();
+    read_issue(&repo_path(&format!("examples/issues/{name}")), &base)
+        .unwrap()
+        .issue
+        .expect("a valid example issue")
+}
+
+const CONTEXT: EmailContext<'static> = EmailContext {
+    site_title: "Herald",
+    language: "en",
+};
+
+fn request<'a>(issue: &'a Issue, templates: &'a Templates) -> CampaignRequest<'a> {
     CampaignRequest {
-        issue_slug: slug,
-        issue_number: 1,
+        issue,
         issue_hash: "hash",
-        email,
+        context: &CONTEXT,
+        templates,
+        track_clicks: None,
         force_new: false,
         message_id_domain: "example.com",
     }
@@ -491,19 +507,16 @@ async fn several_starters_start_a_scheduled_campaign_once_and_cancel_is_by_id() 
         .await
         .unwrap();
         let store = database.store().await;
-        let email = RenderedEmail::new(
-            "Subject".into(),
-            Personalized::new("<p>hi</p>", true),
-            Personalized::new("hi", false),
-        );
+        let templates = Templates::builtin();
+        let (one, two) = (example_issue("vol-001.md"), example_issue("vol-002.md"));
         let now = now_millis();
-        let Scheduling::Scheduled(first) = schedule(&store, &request(&email, "one"), now + 50, now)
+        let Scheduling::Scheduled(first) = schedule(&store, &request(&one, &templates), now + 50, now)
             .await
             .unwrap()
         else {
             panic!("scheduled")
         };
-        let again = schedule(&store, &request(&email, "one"), now + 50, now).await;
+        let again = schedule(&store, &request(&one, &templates), now + 50, now).await;
         assert!(matches!(again.unwrap(), Scheduling::AlreadyScheduled(_)));
         assert_eq!(scheduled_campaigns(&store).await.unwrap().len(), 1);
         // Not yet due: nothing starts.
@@ -541,7 +554,7 @@ async fn several_starters_start_a_scheduled_campaign_once_and_cancel_is_by_id() 
 
         // The dashboard's cancel, by id: once, and then never started.
         let Scheduling::Scheduled(second) =
-            schedule(&store, &request(&email, "two"), now + 50, now)
+            schedule(&store, &request(&two, &templates), now + 50, now)
                 .await
                 .unwrap()
         else {

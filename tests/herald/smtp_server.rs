@@ -328,3 +328,94 @@ pub fn start_data_after_refusal_server() -> (SocketAddr, Arc<AtomicUsize>) {
     });
     (addr, ended)
 }
+
+/// A test server's front door that can die: [`Killable::kill`] stops
+/// passing commands on, closes the port (new connections are refused),
+/// and then cuts every open connection.
+pub struct Killable {
+    pub addr: SocketAddr,
+    killed: Arc<std::sync::atomic::AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+/// A [`Killable`] in front of `upstream`.
+pub fn start_killable(upstream: SocketAddr) -> Killable {
+    use std::sync::atomic::AtomicBool;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Polled, so that the listener can be dropped (the port closed) once
+    // killed; a blocking accept would keep it open.
+    listener.set_nonblocking(true).unwrap();
+    let killed = Arc::new(AtomicBool::new(false));
+    let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+    let (flag, open) = (killed.clone(), streams.clone());
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            let client = match listener.accept() {
+                Ok((client, _)) => client,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if flag.load(Ordering::SeqCst) {
+                break;
+            }
+            client.set_nonblocking(false).unwrap();
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            {
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+            }
+            let (client_read, server_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let flag = flag.clone();
+            // Client to server: nothing passes once killed, so the server
+            // never completes a message whose reply the client cannot get.
+            std::thread::spawn(move || pass_until(client_read, server_write, &flag));
+            let never = Arc::new(AtomicBool::new(false));
+            std::thread::spawn(move || pass_until(server, client, &never));
+        }
+    });
+    Killable {
+        addr,
+        killed,
+        streams,
+    }
+}
+
+fn pass_until(mut from: TcpStream, mut to: TcpStream, killed: &std::sync::atomic::AtomicBool) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if killed.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+impl Killable {
+    pub fn url(&self) -> String {
+        format!("smtp://{}?tls=none", self.addr)
+    }
+
+    /// Dies: commands stop reaching the server at once and the port
+    /// closes; replies already on their way get a moment to arrive (so a
+    /// message is either accepted and known to be, or not accepted), then
+    /// every connection is cut.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
