@@ -8,6 +8,8 @@ pub mod feed;
 mod labels;
 mod message;
 mod personalize;
+mod preview;
+mod preview_page;
 mod subscriber_pages;
 mod subscription_texts;
 mod templates;
@@ -23,6 +25,11 @@ pub use email::{render_email, EmailContext, RenderedEmail};
 pub use labels::Labels;
 pub use message::{build_message, MessageHeaders};
 pub use personalize::{Personalized, Recipient};
+pub use preview::{
+    render_preview, ClipSize, InboxLine, Preview, PreviewEmail, GMAIL_CLIP_BYTES,
+    PLACEHOLDER_RECIPIENT,
+};
+pub use preview_page::{render_preview_page, PreviewPage};
 pub use subscriber_pages::{render_subscriber_page, PageContext, SubscriberPage};
 pub use subscription_texts::SubscriptionTexts;
 pub use templates::Templates;

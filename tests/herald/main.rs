@@ -20,6 +20,7 @@ mod imap;
 mod install;
 mod leases;
 mod preview;
+mod preview_watch;
 mod send;
 mod serve;
 mod server_limits;
