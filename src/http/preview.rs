@@ -133,14 +133,14 @@ pub async fn serve_preview(
     let source = Arc::new(source);
     let guess = watched_paths(&source, None);
     let before = stamps(&guess);
-    let (rendering, paths, stamps) = render_after(source.clone(), &guess, before).await;
+    let (rendering, paths, rendered) = render_after(source.clone(), &guess, before).await;
     report(&source.issue, &rendering);
     let (sender, current) = watch::channel(Arc::new(Snapshot {
         generation: 1,
         rendering,
     }));
     let (stop, stopped) = watch::channel(false);
-    let watcher = tokio::spawn(watch_files(source.clone(), sender, paths, stamps, stopped));
+    let watcher = tokio::spawn(watch_files(source.clone(), sender, paths, rendered, stopped));
     let app = preview_router(PreviewState {
         issue: Arc::from(source.issue.as_path()),
         current,

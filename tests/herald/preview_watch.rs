@@ -196,7 +196,7 @@ async fn an_edit_reloads_the_page_and_an_error_replaces_the_email_until_it_is_fi
     assert!(page.contains("data-errors=\"0\""));
     // The email is in both frames, escaped into their srcdoc.
     assert_eq!(page.matches("srcdoc=\"&lt;!doctype html&gt;").count(), 2);
-    assert!(page.contains("<pre id=\"text\">Herald · #2 · 2019-04-22"));
+    assert!(page.contains("<pre id=\"text\">Herald Weekly · #2 · 2019-04-22"));
     assert!(page.contains("new EventSource(\"/events\")"));
 
     let mut events = Events::open(&preview).await;
@@ -219,8 +219,9 @@ async fn an_edit_reloads_the_page_and_an_error_replaces_the_email_until_it_is_fi
     let broken_line = edited.lines().count() + 2;
     std::fs::write(&issue, format!("{edited}\n# A level-one heading\n")).unwrap();
     let page = preview
-        .page_after_change(&mut events, |page| page.contains("data-errors=\"1\""))
+        .page_after_change(&mut events, |page| page.contains("`#` headings are not used"))
         .await;
+    assert!(page.contains("data-errors=\"1\""), "{page}");
     let issue_name = issue.display().to_string();
     assert!(
         page.contains(&format!("data-line=\"{broken_line}\" data-column=\"1\"")),
@@ -266,7 +267,7 @@ async fn the_size_is_the_html_parts_and_past_102_kilobytes_gmail_clips() {
     assert!(html.contains(TITLE));
     let (class, bytes) = size_of(&page);
     assert_eq!((class.as_str(), bytes), ("fits", html.len()));
-    assert!(page.contains("of Gmail&#39;s 102 KB clipping limit"));
+    assert!(page.contains("of Gmail's 102 KB clipping limit"));
 
     // About 120 KB of text in one more item.
     let paragraph = "A long paragraph that makes the issue heavy. ".repeat(20);
@@ -321,9 +322,9 @@ async fn a_template_or_config_change_renders_again_and_a_broken_config_shows_its
 
     std::fs::write(ws.config(), "[mail\nfrom = \"x\"\n").unwrap();
     let page = preview
-        .page_after_change(&mut events, |page| page.contains("data-errors=\"1\""))
+        .page_after_change(&mut events, |page| page.contains("reading config"))
         .await;
-    assert!(page.contains("reading config"), "{page}");
+    assert!(page.contains("data-errors=\"1\""), "{page}");
     assert!(!page.contains("id=\"phone\""));
 
     std::fs::write(ws.config(), "").unwrap();
