@@ -56,7 +56,9 @@ pub fn watch(config: &Path, explicit: bool, args: &PreviewArgs) -> anyhow::Resul
         let listener = bind(args.listen.as_deref()).await?;
         let address = listener.local_addr()?;
         if !address.ip().is_loopback() {
-            eprintln!("warning: {address} is not loopback; anyone who reaches it can read this draft");
+            eprintln!(
+                "warning: {address} is not loopback; anyone who reaches it can read this draft"
+            );
         }
         println!(
             "previewing {} on http://{address}/ (Ctrl-C stops)",

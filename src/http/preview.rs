@@ -140,7 +140,13 @@ pub async fn serve_preview(
         rendering,
     }));
     let (stop, stopped) = watch::channel(false);
-    let watcher = tokio::spawn(watch_files(source.clone(), sender, paths, rendered, stopped));
+    let watcher = tokio::spawn(watch_files(
+        source.clone(),
+        sender,
+        paths,
+        rendered,
+        stopped,
+    ));
     let app = preview_router(PreviewState {
         issue: Arc::from(source.issue.as_path()),
         current,
@@ -212,9 +218,8 @@ fn fresh(content_type: &'static str, body: String) -> Response {
 async fn events(
     State(state): State<PreviewState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures_util::stream::unfold(
-        (state.current, true),
-        |(mut current, first)| async move {
+    let stream =
+        futures_util::stream::unfold((state.current, true), |(mut current, first)| async move {
             if !first && current.changed().await.is_err() {
                 return None;
             }
@@ -227,8 +232,7 @@ async fn events(
                 event = event.retry(Duration::from_millis(500));
             }
             Some((Ok(event), (current, false)))
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
@@ -339,7 +343,8 @@ pub fn render_once(source: &WatchedIssue) -> (Rendering, Vec<PathBuf>) {
     if let Some(issue) = checked.issue {
         // What `herald check` adds to the file's own findings: whether the
         // email and the site render from it.
-        let problems = render::rendering_problems(std::slice::from_ref(&issue), &settings, &templates);
+        let problems =
+            render::rendering_problems(std::slice::from_ref(&issue), &settings, &templates);
         rendering.diagnostics.extend(problems);
         if !rendering.diagnostics.iter().any(Diagnostic::is_error) {
             match render::render_preview(&issue, &settings, &templates, SystemTime::now()) {

@@ -37,7 +37,12 @@ impl RunningPreview {
     fn start(ws: &Workspace, issue: &Path) -> RunningPreview {
         let log = ws.path().join("preview.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["--config", ws.config().to_str().unwrap(), "preview", "--watch"])
+            .args([
+                "--config",
+                ws.config().to_str().unwrap(),
+                "preview",
+                "--watch",
+            ])
             .arg(issue)
             .args(["--listen", "127.0.0.1:0"])
             .current_dir(ws.path())
@@ -201,7 +206,11 @@ async fn an_edit_reloads_the_page_and_an_error_replaces_the_email_until_it_is_fi
 
     let mut events = Events::open(&preview).await;
     let first = events.next_generation().await;
-    assert_eq!(first, generation_of(&page), "the stream says where it is at once");
+    assert_eq!(
+        first,
+        generation_of(&page),
+        "the stream says where it is at once"
+    );
 
     // An edit: the event arrives and the page shows the new title.
     let edited = original.replace(TITLE, "Kubernetes 1.14, week two & counting");
@@ -219,7 +228,9 @@ async fn an_edit_reloads_the_page_and_an_error_replaces_the_email_until_it_is_fi
     let broken_line = edited.lines().count() + 2;
     std::fs::write(&issue, format!("{edited}\n# A level-one heading\n")).unwrap();
     let page = preview
-        .page_after_change(&mut events, |page| page.contains("`#` headings are not used"))
+        .page_after_change(&mut events, |page| {
+            page.contains("`#` headings are not used")
+        })
         .await;
     assert!(page.contains("data-errors=\"1\""), "{page}");
     let issue_name = issue.display().to_string();
@@ -231,7 +242,10 @@ async fn an_edit_reloads_the_page_and_an_error_replaces_the_email_until_it_is_fi
     assert!(page.contains("`#` headings are not used"));
     assert!(page.contains("<pre class=\"snippet\"># A level-one heading</pre>"));
     for id in ["phone", "desktop", "text", "subject"] {
-        assert!(!page.contains(&format!("id=\"{id}\"")), "#{id} with an error");
+        assert!(
+            !page.contains(&format!("id=\"{id}\"")),
+            "#{id} with an error"
+        );
     }
     let (status, _) = preview.get("/email.html").await;
     assert_eq!(status, 503);
@@ -257,8 +271,20 @@ async fn the_size_is_the_html_parts_and_past_102_kilobytes_gmail_clips() {
     let size_of = |page: &str| -> (String, usize) {
         let at = page.find("<p id=\"size\"").expect("#size");
         let tag = &page[at..at + page[at..].find('>').unwrap()];
-        let class = tag.split("class=\"").nth(1).unwrap().split('"').next().unwrap();
-        let bytes = tag.split("data-bytes=\"").nth(1).unwrap().split('"').next().unwrap();
+        let class = tag
+            .split("class=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let bytes = tag
+            .split("data-bytes=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         (class.to_string(), bytes.parse().unwrap())
     };
     let page = preview.page().await;
