@@ -43,7 +43,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
     },
     /// Render one issue as the subscribers will get it: <slug>.html,
-    /// <slug>.txt and a complete <slug>.eml, for a placeholder recipient.
+    /// <slug>.txt and a complete <slug>.eml, for a placeholder recipient;
+    /// or, with --watch, a live preview in the browser.
     Preview(PreviewArgs),
     /// Deliver an issue to every active subscriber, exactly once. Running it
     /// again resumes (after a crash, a pause, or for deferred retries that
@@ -266,8 +267,18 @@ pub struct PreviewArgs {
     /// The issue file.
     pub issue: PathBuf,
     /// Where to write the files.
-    #[arg(long, default_value = "preview")]
+    #[arg(long, default_value = "preview", conflicts_with = "watch")]
     pub out: PathBuf,
+    /// Serve a live preview on loopback instead of writing files: the email
+    /// at phone and desktop widths, its text part, its line in an inbox, its
+    /// size and the issue's diagnostics. It renders again, and the page
+    /// reloads itself, whenever the issue, a template or the config changes.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch, the address and port to listen on (default
+    /// 127.0.0.1:8082, or a free port when that one is taken).
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -30,6 +30,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init { dir } => commands::init::run(&dir),
         Command::Check { paths } => commands::check::run(&load()?, &paths),
+        // The live preview loads the config itself, again at every change.
+        Command::Preview(args) if args.watch => commands::preview::watch(&config, explicit, &args),
         Command::Preview(args) => commands::preview::run(&load()?, &args.issue, &args.out),
         Command::Send(args) => commands::send::run(&load()?, &args, cli.quiet),
         Command::Status { issue, json } => commands::status::run(&load()?, issue.as_deref(), json),

@@ -4,64 +4,73 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
+use crate::cli::PreviewArgs;
 use crate::config::Settings;
-use crate::render::{self, EmailContext, MessageHeaders, Recipient, Templates};
+use crate::http::preview::{bind, serve_preview, WatchedIssue};
+use crate::render::{self, Templates};
 
 use super::check::load_one;
-use super::{success, write_atomically};
+use super::{shutdown_signal, success, user_error, write_atomically};
 
-/// The recipient shown in a preview; `example.com` never receives mail.
-pub const PLACEHOLDER_RECIPIENT: &str = "subscriber@example.com";
+pub use crate::render::PLACEHOLDER_RECIPIENT;
 
 pub fn run(settings: &Settings, issue_path: &Path, out: &Path) -> anyhow::Result<ExitCode> {
     let issue = load_one(settings, issue_path)?;
     let templates = Templates::load(&settings.templates_dir())?;
-    let context = EmailContext {
-        site_title: &settings.site.title,
-        language: &settings.site.language,
-    };
-    let email = render::render_email(&issue, &context, &templates)?;
-    let web_url = settings.issue_url(issue.slug.as_str());
-    let unsubscribe_url = settings
-        .site
-        .base_url
-        .join("unsubscribe/preview")
-        .expect("static path");
-    let recipient = Recipient {
-        email: PLACEHOLDER_RECIPIENT,
-        unsubscribe_url: unsubscribe_url.as_str(),
-        web_url: web_url.as_str(),
-        click_query: "",
-    };
-    let from = settings.from_mailbox()?;
-    let reply_to = settings.reply_to_mailbox()?;
-    let headers = MessageHeaders {
-        from: &from,
-        reply_to: reply_to.as_ref(),
-        to: PLACEHOLDER_RECIPIENT.parse().expect("static address"),
-        list_name: &settings.site.title,
-        list_id: &settings.mail.list_id,
-        unsubscribe_mailto: settings.mail.unsubscribe_mailto.as_deref(),
-        message_id: format!("<preview.{}@{}>", issue.slug, from.email.domain()),
-        date: SystemTime::now(),
-    };
-    let message = render::build_message(&email, &recipient, &headers)?;
+    let preview = render::render_preview(&issue, settings, &templates, SystemTime::now())?;
     let slug = issue.slug.as_str();
     let files = [
         (
             out.join(format!("{slug}.html")),
-            email.html.fill(&recipient).into_bytes(),
+            preview.email.html.into_bytes(),
         ),
         (
             out.join(format!("{slug}.txt")),
-            email.text.fill(&recipient).into_bytes(),
+            preview.email.text.into_bytes(),
         ),
-        (out.join(format!("{slug}.eml")), message.formatted()),
+        (out.join(format!("{slug}.eml")), preview.message.formatted()),
     ];
     for (path, contents) in &files {
         write_atomically(path, contents)
             .with_context(|| format!("writing preview {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    success()
+}
+
+/// `herald preview --watch`: serves the live preview until Ctrl-C (or
+/// SIGTERM). The config is read by the preview itself, at start and after
+/// every change, so a broken config shows on the page instead of stopping it.
+pub fn watch(config: &Path, explicit: bool, args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    if !args.issue.is_file() {
+        return Err(user_error(format!(
+            "{}: no such issue file",
+            args.issue.display()
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = bind(args.listen.as_deref()).await?;
+        let address = listener.local_addr()?;
+        if !address.ip().is_loopback() {
+            eprintln!(
+                "warning: {address} is not loopback; anyone who reaches it can read this draft"
+            );
+        }
+        println!(
+            "previewing {} on http://{address}/ (Ctrl-C stops)",
+            args.issue.display()
+        );
+        let source = WatchedIssue {
+            issue: args.issue.clone(),
+            config: config.to_path_buf(),
+            config_explicit: explicit,
+        };
+        serve_preview(listener, source, shutdown_signal()).await
+    })?;
+    println!("stopped");
     success()
 }

@@ -111,7 +111,6 @@ fn relay_statuses(settings: &Settings, stored: &[RelayState]) -> Vec<RelayStatus
         .collect()
 }
 
-
 /// Links `herald status` shows.
 const TOP_LINKS: i64 = 10;
 

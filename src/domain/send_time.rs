@@ -58,6 +58,9 @@ pub enum SendTimeError {
 /// HH:MM[:SS]` in `zone`, or RFC 3339 (which carries its own offset). A
 /// wall-clock time the zone skips or repeats (a daylight-saving change) is
 /// refused rather than guessed, and so is any instant not after `now`.
+// A large error is fine here: it is made at most once per command, to be
+// printed, never on a path that runs per message.
+#[allow(clippy::result_large_err)]
 pub fn parse_send_time(
     input: &str,
     zone: &TimeZone,
@@ -94,6 +97,7 @@ pub fn parse_send_time(
 
 /// The instant `local` names in `zone`, unless a daylight-saving change
 /// skips or repeats it there.
+#[allow(clippy::result_large_err)]
 fn in_zone(local: DateTime, zone: &TimeZone, quoted: &str) -> Result<Timestamp, SendTimeError> {
     let ambiguous = zone.to_ambiguous_timestamp(local);
     let shown = local.strftime("%Y-%m-%d %H:%M:%S").to_string();

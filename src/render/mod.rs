@@ -9,6 +9,8 @@ pub mod feed;
 mod labels;
 mod message;
 mod personalize;
+mod preview;
+mod preview_page;
 mod subscriber_pages;
 mod subscription_texts;
 mod templates;
@@ -25,6 +27,11 @@ pub use email::{render_email, render_email_with_links, EmailContext, RenderedEma
 pub use labels::Labels;
 pub use message::{build_message, MessageHeaders};
 pub use personalize::{Personalized, Recipient};
+pub use preview::{
+    render_preview, ClipSize, InboxLine, Preview, PreviewEmail, GMAIL_CLIP_BYTES,
+    PLACEHOLDER_RECIPIENT,
+};
+pub use preview_page::{render_preview_page, PreviewPage};
 pub use subscriber_pages::{render_subscriber_page, PageContext, SubscriberPage};
 pub use subscription_texts::SubscriptionTexts;
 pub use templates::Templates;

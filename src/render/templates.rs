@@ -82,6 +82,12 @@ impl Templates {
             .with_context(|| format!("in templates folder {}", dir.display()))
     }
 
+    /// Every file in `dir` that would replace a built-in template, whether
+    /// or not it exists: what a watcher of the templates folder looks at.
+    pub fn override_paths(dir: &Path) -> Vec<std::path::PathBuf> {
+        BUILTIN.iter().map(|(name, _)| dir.join(name)).collect()
+    }
+
     fn from_sources(sources: impl Iterator<Item = (&'static str, String)>) -> anyhow::Result<Self> {
         let mut markup = Handlebars::new();
         markup.register_escape_fn(escape_html);

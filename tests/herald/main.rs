@@ -21,6 +21,7 @@ mod imap;
 mod install;
 mod leases;
 mod preview;
+mod preview_watch;
 mod relays;
 mod schedule;
 mod send;

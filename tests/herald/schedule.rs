@@ -510,9 +510,10 @@ async fn several_starters_start_a_scheduled_campaign_once_and_cancel_is_by_id() 
         let templates = Templates::builtin();
         let (one, two) = (example_issue("vol-001.md"), example_issue("vol-002.md"));
         let now = now_millis();
-        let Scheduling::Scheduled(first) = schedule(&store, &request(&one, &templates), now + 50, now)
-            .await
-            .unwrap()
+        let Scheduling::Scheduled(first) =
+            schedule(&store, &request(&one, &templates), now + 50, now)
+                .await
+                .unwrap()
         else {
             panic!("scheduled")
         };
