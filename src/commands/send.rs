@@ -79,15 +79,14 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
     if let Some(at) = at {
         let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
         let from = settings.from_mailbox()?;
-        let request = CampaignRequest {
-            issue: &issue,
-            issue_hash: &issue_hash,
-            context: &context,
-            templates: &templates,
-            track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
-            force_new: args.force_new,
-            message_id_domain: from.email.domain(),
-        };
+        let request = campaign_request(
+            settings,
+            args,
+            &issue,
+            &issue_hash,
+            (&context, &templates),
+            from.email.domain(),
+        );
         return schedule_send(settings, args, at, &request).await;
     }
 
@@ -126,15 +125,14 @@ async fn send(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Resu
 
     let issue_hash = hex::encode(Sha256::digest(source.unwrap_or_default()));
     let from = settings.from_mailbox()?;
-    let request = CampaignRequest {
-        issue: &issue,
-        issue_hash: &issue_hash,
-        context: &context,
-        templates: &templates,
-        track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
-        force_new: args.force_new,
-        message_id_domain: from.email.domain(),
-    };
+    let request = campaign_request(
+        settings,
+        args,
+        &issue,
+        &issue_hash,
+        (&context, &templates),
+        from.email.domain(),
+    );
     let campaign = match start_or_resume(&store, &request, now_millis()).await? {
         Started::AlreadyFinished(campaign) => {
             let finished = campaign
@@ -216,6 +214,27 @@ fn scheduled_time(settings: &Settings, campaign: &Campaign) -> String {
         .scheduled_at
         .map(|at| describe_millis(at, &zone))
         .unwrap_or_else(|| "no recorded time".into())
+}
+
+/// What a campaign of `issue` sends, the same whether it starts now or is
+/// scheduled.
+fn campaign_request<'a>(
+    settings: &'a Settings,
+    args: &SendArgs,
+    issue: &'a crate::issue::Issue,
+    issue_hash: &'a str,
+    (context, templates): (&'a EmailContext<'a>, &'a Templates),
+    message_id_domain: &'a str,
+) -> CampaignRequest<'a> {
+    CampaignRequest {
+        issue,
+        issue_hash,
+        context,
+        templates,
+        track_clicks: settings.tracking.clicks.then_some(&settings.site.base_url),
+        force_new: args.force_new,
+        message_id_domain,
+    }
 }
 
 /// `herald send --at`: records the issue, rendered now, as a campaign that
