@@ -899,3 +899,74 @@ async fn pause_stops_a_running_worker_and_resume_lets_it_finish() {
     })
     .await;
 }
+
+/// `herald serve` leaves a campaign that `herald send` started alone, but
+/// one the editor resumes on its dashboard is then its to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_serve_sends_a_campaign_resumed_on_its_dashboard() {
+    const RECIPIENTS: usize = 20;
+    let server = crate::smtp_server::SmtpServer::start();
+    let smtp_url = server.url();
+    let setup =
+        std::thread::spawn(move || crate::send::setup(&Backend::Sqlite, &smtp_url, RECIPIENTS))
+            .join()
+            .unwrap();
+    let port = free_port();
+    let ws = crate::helpers::Workspace::with_examples(&format!(
+        "{}[site]\nbase_url = \"https://news.example.com/\"\n[smtp]\nurl = \"{}\"\n\
+         [admin]\nlisten = \"127.0.0.1:{port}\"\n",
+        setup.db.config(),
+        server.url()
+    ));
+    let store = setup.db.store().await;
+    let id = insert_campaign(&store, "vol-001", None).await;
+    // Paused, as a `herald send` that the editor paused leaves it.
+    db::execute(
+        &store,
+        &format!("UPDATE campaigns SET state = 'paused' WHERE id = {id}"),
+    )
+    .await;
+
+    let hash = password_hash();
+    let (mut child, _) =
+        crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", hash.as_phc())]);
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_status(address, "/login") != Some(200) {
+        assert!(Instant::now() < deadline, "the admin site did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (halt, _) = tokio::sync::watch::channel(false);
+    let admin = Admin {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap(),
+        store: store.clone(),
+        halt,
+        server: None,
+        _db: setup.db,
+        _dir: setup.dir,
+    };
+    let session = admin.log_in().await;
+    let resumed = admin
+        .submit(&session, &format!("/campaigns/{id}/resume"))
+        .await;
+    assert_eq!(resumed.status(), StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.campaign_state(id).await != "finished" {
+        assert!(
+            Instant::now() < deadline,
+            "herald serve did not send the resumed campaign"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.copies_by_recipient().len(), RECIPIENTS);
+    let output = terminate(&mut child);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
