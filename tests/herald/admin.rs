@@ -654,6 +654,17 @@ fn the_admin_site_defaults_to_loopback() {
     assert!(format!("{error:#}").contains("[admin] listen"), "{error:#}");
 }
 
+/// A child process killed when the test ends, however it ends: a failed
+/// assertion must not leave a `herald serve` or `herald worker` behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free port on loopback, for a config.
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -671,7 +682,8 @@ fn http_status(address: SocketAddr, path: &str) -> Option<u16> {
     reply.split(' ').nth(1)?.parse().ok()
 }
 
-fn terminate(child: &mut std::process::Child) -> std::process::Output {
+fn terminate(child: &mut Reaped) -> std::process::Output {
+    let child = &mut child.0;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -713,8 +725,8 @@ fn herald_serve_starts_the_admin_site_only_with_a_password_hash() {
     let admin: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     // No hash: the public site runs, the admin site does not, and says so.
-    let (mut child, public) =
-        crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", "")]);
+    let (child, public) = crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", "")]);
+    let mut child = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_status(public, "/healthz") != Some(200) {
         assert!(Instant::now() < deadline, "herald serve did not start");
@@ -734,8 +746,9 @@ fn herald_serve_starts_the_admin_site_only_with_a_password_hash() {
 
     // With the hash: both listeners, and SIGTERM stops both.
     let hash = password_hash();
-    let (mut child, _) =
+    let (child, _) =
         crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", hash.as_phc())]);
+    let mut child = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_status(admin, "/login") != Some(200) {
         assert!(Instant::now() < deadline, "the admin site did not start");
@@ -756,11 +769,11 @@ fn herald_serve_starts_the_admin_site_only_with_a_password_hash() {
     assert!(!stdout.contains(hash.as_phc()), "the hash is never printed");
 
     // A hash that is not one: a clear error, exit 1.
-    let (mut child, _) =
-        crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", "hunter2")]);
+    let (child, _) = crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", "hunter2")]);
+    let mut child = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -771,7 +784,7 @@ fn herald_serve_starts_the_admin_site_only_with_a_password_hash() {
     };
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("HERALD_ADMIN_PASSWORD_HASH"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
@@ -845,14 +858,16 @@ async fn pause_stops_a_running_worker_and_resume_lets_it_finish() {
             )
             .await
         };
-        let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(&config)
-            .arg("worker")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut worker = Reaped(
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--config")
+                .arg(&config)
+                .arg("worker")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while sent().await < 10 {
             assert!(Instant::now() < deadline, "the worker sent nothing");
@@ -875,7 +890,7 @@ async fn pause_stops_a_running_worker_and_resume_lets_it_finish() {
         assert_eq!(server.messages().len() as i64, after);
         assert_eq!(admin.campaign_state(id).await, "paused");
         assert!(
-            worker.try_wait().unwrap().is_none(),
+            worker.0.try_wait().unwrap().is_none(),
             "the worker keeps running"
         );
 
@@ -894,8 +909,7 @@ async fn pause_stops_a_running_worker_and_resume_lets_it_finish() {
         let copies = server.copies_by_recipient();
         assert_eq!(copies.len(), RECIPIENTS);
         assert!(copies.values().all(|n| *n == 1), "everyone mailed once");
-        let _ = worker.kill();
-        let _ = worker.wait();
+        drop(worker);
     })
     .await;
 }
@@ -928,8 +942,9 @@ async fn herald_serve_sends_a_campaign_resumed_on_its_dashboard() {
     .await;
 
     let hash = password_hash();
-    let (mut child, _) =
+    let (child, _) =
         crate::helpers::start_serve(&ws, &[("HERALD_ADMIN_PASSWORD_HASH", hash.as_phc())]);
+    let mut child = Reaped(child);
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_status(address, "/login") != Some(200) {
