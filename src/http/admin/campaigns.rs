@@ -105,6 +105,8 @@ struct DetailView<'a> {
     created_at: String,
     finished_at: Option<String>,
     progress: &'a Progress,
+    /// The recent rate; "–" until the live page has measured one.
+    rate: String,
     eta: String,
     bounce_rate: String,
     complaint_rate: String,
@@ -164,6 +166,10 @@ fn detail_view<'a>(
         created_at: describe_millis(campaign.created_at, zone),
         finished_at: campaign.finished_at.map(|at| describe_millis(at, zone)),
         progress: &overview.progress,
+        rate: match overview.progress.rate_per_min {
+            rate if rate > 0.0 => format!("{rate:.1} per minute"),
+            _ => "–".into(),
+        },
         eta: overview
             .progress
             .eta_secs
