@@ -72,14 +72,8 @@ pub async fn claim_due_deliveries(
     claimer: &str,
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
     let filter = match queue {
-        // Only while the campaign is sending: a pause from the dashboard
-        // stops every worker's next claim. The campaign's check is one
-        // primary-key lookup, independent of the row, so the plan still
-        // walks the (campaign_id, state) index.
         Queue::Campaign(_) => {
-            "d.campaign_id = $4
-             AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $4 AND c.state = 'sending')
-             AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
+            "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
         }
         Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
     };
