@@ -28,6 +28,7 @@ use super::relays::{store_transitions, Board, Relays};
 use super::retry::{decide, Decision, RetryPolicy};
 use super::transport::{Connection, Transport};
 use crate::domain::Reply;
+use crate::store::campaigns::{self, CampaignState};
 use crate::store::deliveries::{self, ClaimedDelivery, Queue};
 use crate::store::{now_millis, subscribers, Store};
 
@@ -755,6 +756,18 @@ async fn record_loop(
     Ok(())
 }
 
+/// How often a campaign's claimer looks whether the campaign was paused:
+/// a pause takes effect within about this long, at one primary-key read
+/// per second instead of a condition in every claim.
+const PAUSE_CHECK: Duration = Duration::from_secs(1);
+
+async fn campaign_still_sending(store: &Store, campaign_id: i64) -> anyhow::Result<bool> {
+    let mut tx = store.begin_read().await?;
+    let campaign = campaigns::find_campaign_summary(&mut tx, campaign_id).await?;
+    tx.commit().await?;
+    Ok(campaign.is_some_and(|c| c.state == CampaignState::Sending))
+}
+
 /// The claimer: claims due rows a batch at a time and hands each to the
 /// relay whose turn it is, until nothing is due or the run stops.
 async fn claim_loop(
@@ -765,10 +778,25 @@ async fn claim_loop(
     board: &Board,
     lanes: &[mpsc::Sender<ClaimedDelivery>],
 ) -> anyhow::Result<()> {
+    let mut next_pause_check = std::time::Instant::now();
     loop {
         let recorded = state.recorded.notified();
         if state.stop.load(Ordering::SeqCst) {
             break;
+        }
+        if let Queue::Campaign(id) = queue {
+            // Paused (by the editor on the dashboard): claim nothing more;
+            // what was handed out still goes out and is recorded.
+            if std::time::Instant::now() >= next_pause_check {
+                next_pause_check = std::time::Instant::now() + PAUSE_CHECK;
+                let sending = patiently("looking whether the campaign was paused", || {
+                    campaign_still_sending(store, id)
+                })
+                .await?;
+                if !sending {
+                    break;
+                }
+            }
         }
         let batch = patiently("claiming deliveries", || claim_batch(store, queue, options)).await?;
         if batch.is_empty() {
