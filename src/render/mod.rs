@@ -2,6 +2,7 @@
 //! function here touches the file system or the network; commands write
 //! what these return.
 
+pub mod chart;
 mod clicks;
 mod confirmation;
 mod email;
