@@ -69,6 +69,10 @@ pub struct Settings {
     /// The webhook secrets, each from its own `HERALD_*` variable.
     #[serde(skip)]
     pub webhook_secrets: WebhookSecrets,
+    /// `HERALD_METRICS_TOKEN`: the bearer token `/metrics` asks for. Unset:
+    /// `/metrics` answers 404.
+    #[serde(skip)]
+    pub metrics_token: Option<Secret>,
 }
 
 /// What happens after the hand-off: bounces and complaints (README:
@@ -356,6 +360,7 @@ impl Default for Settings {
             imap_password: None,
             database_password: None,
             webhook_secrets: WebhookSecrets::default(),
+            metrics_token: None,
         }
     }
 }
@@ -762,6 +767,7 @@ impl Settings {
             postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
+        self.metrics_token = secret("HERALD_METRICS_TOKEN");
     }
 
     /// `[site] timezone`, from the time zone database built into Herald

@@ -9,6 +9,7 @@ use crate::cli::ServeArgs;
 use crate::clicks::ClickCounter;
 use crate::config::Settings;
 use crate::http::clicks::click_routes;
+use crate::http::metrics::{HttpMetrics, Listener};
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
@@ -75,10 +76,13 @@ pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let webhooks = WebhookState::new(store.clone(), Arc::new(settings.clone()))?;
         let clicks = ClickCounter::new(store.clone(), settings.tracking.clone()).await?;
         let limits = ServerLimits::from_settings(&settings.server);
+        // Requests counted for /metrics, by route pattern and status.
+        let http_metrics = HttpMetrics::default();
         let app = router(AppState::new(settings))
             .merge(click_routes(clicks))
             .merge(subscriber_routes(web))
             .merge(webhook_routes(webhooks));
+        let app = http_metrics.track(app, Listener::Public);
         println!("serving {} on http://{address}/", output.display());
         serve(listener, app, limits, shutdown_signal()).await;
         let _ = stop.send(true);

@@ -2,6 +2,7 @@
 //! parts (subscribe, confirm, unsubscribe) merge their routes into.
 
 pub mod clicks;
+pub mod metrics;
 pub mod preview;
 pub mod server;
 pub mod site;
