@@ -54,6 +54,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub doctor: DoctorSettings,
     pub tracking: TrackingSettings,
+    pub admin: AdminSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
@@ -73,6 +74,28 @@ pub struct Settings {
     /// `/metrics` answers 404.
     #[serde(skip)]
     pub metrics_token: Option<Secret>,
+    /// `HERALD_ADMIN_PASSWORD_HASH`: the editor's password as an Argon2id
+    /// PHC string (`herald admin hash-password`). Unset: no admin site.
+    #[serde(skip)]
+    pub admin_password_hash: Option<Secret>,
+}
+
+/// The admin site (README: "The dashboard"), served by `herald serve`
+/// beside the public site when `HERALD_ADMIN_PASSWORD_HASH` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Where the admin site listens. Loopback by default: nothing of it is
+    /// public unless the operator opens it.
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: "127.0.0.1:8081".into(),
+        }
+    }
 }
 
 /// What happens after the hand-off: bounces and complaints (README:
@@ -355,12 +378,14 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             doctor: DoctorSettings::default(),
             tracking: TrackingSettings::default(),
+            admin: AdminSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
             imap_password: None,
             database_password: None,
             webhook_secrets: WebhookSecrets::default(),
             metrics_token: None,
+            admin_password_hash: None,
         }
     }
 }
@@ -594,6 +619,15 @@ impl Settings {
                     self.server.listen
                 )
             })?;
+        self.admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[admin] listen = {:?} is not an address and port, e.g. \"127.0.0.1:8081\"",
+                    self.admin.listen
+                )
+            })?;
         let server = &self.server;
         for (key, value) in [
             ("header_timeout_secs", server.header_timeout_secs),
@@ -768,6 +802,7 @@ impl Settings {
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
         self.metrics_token = secret("HERALD_METRICS_TOKEN");
+        self.admin_password_hash = secret("HERALD_ADMIN_PASSWORD_HASH");
     }
 
     /// `[site] timezone`, from the time zone database built into Herald
