@@ -214,3 +214,10 @@ SELECT CASE WHEN kind = 'complaint' THEN 'complaints'
             WHEN class = 'hard' THEN 'bounces_hard' ELSE 'bounces_soft' END, COUNT(*)
 FROM bounce_recipients WHERE kind IN ('bounce', 'complaint')
 GROUP BY 1;
+
+-- A campaign's send rate reads the first and last sent_at of its sent rows:
+-- with sent_at in the index they are its two ends, not a walk over every
+-- sent row (600,000 of them, 0.7 s, on the dashboard bench's big
+-- campaign). The index replaces (campaign_id, state), its prefix.
+CREATE INDEX deliveries_by_campaign_sent_at ON deliveries (campaign_id, state, sent_at);
+DROP INDEX deliveries_by_campaign;
