@@ -143,7 +143,8 @@ mod tests {
         assert!(html.contains("&lt;b&gt;x&lt;/b&gt;"));
         assert!(html.contains("value=\"tok&quot;en\""));
         assert!(html.contains("<p id=body>ok</p>"));
-        assert!(html.contains("id=\"nav-campaigns\" aria-current=\"page\""));
+        assert!(html.contains("id=\"nav-campaigns\" href=\"/campaigns\" aria-current=\"page\""));
+        assert!(!html.contains("href=\"/issues\" aria-current"));
         assert!(html.contains("id=\"logout-form\""));
         assert!(!html.contains("<script>"), "no inline script");
     }
