@@ -26,7 +26,8 @@ command -v sqlite3 >/dev/null || {
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q sqlite3 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q sqlite3 >/dev/null; }
 }
-[ -n "${HERALD:-}" ] || cargo build --release --quiet
+BUILD="release build"
+[ -n "${HERALD:-}" ] && BUILD="build \`$HERALD\`" || cargo build --release --quiet
 HERALD=${HERALD:-$ROOT/target/release/herald}
 WORK=$(mktemp -d)
 PGDB=herald_dashboard_$$
@@ -159,7 +160,7 @@ done
     echo "## Dashboard ($(date -u +%Y-%m-%d), $(nproc) cores, \`bash bench/dashboard.sh\`)"
     echo
     echo "1,000,000 subscribers with their events, 50 campaigns (49 of 20,000 deliveries,"
-    echo "the latest sending to 1,000,000: 1,980,000 deliveries), release build; each page"
+    echo "the latest sending to 1,000,000: 1,980,000 deliveries), $BUILD; each page"
     echo "fetched $RUNS times over HTTP with a session cookie after one warm-up fetch."
     echo "Target: every page under 100 ms."
     echo
