@@ -70,6 +70,10 @@ pub struct Settings {
     /// The webhook secrets, each from its own `HERALD_*` variable.
     #[serde(skip)]
     pub webhook_secrets: WebhookSecrets,
+    /// `HERALD_METRICS_TOKEN`: the bearer token `/metrics` asks for. Unset:
+    /// `/metrics` answers 404.
+    #[serde(skip)]
+    pub metrics_token: Option<Secret>,
     /// `HERALD_ADMIN_PASSWORD_HASH`: the editor's password as an Argon2id
     /// PHC string (`herald admin hash-password`). Unset: no admin site.
     #[serde(skip)]
@@ -380,6 +384,7 @@ impl Default for Settings {
             imap_password: None,
             database_password: None,
             webhook_secrets: WebhookSecrets::default(),
+            metrics_token: None,
             admin_password_hash: None,
         }
     }
@@ -796,6 +801,7 @@ impl Settings {
             postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
+        self.metrics_token = secret("HERALD_METRICS_TOKEN");
         self.admin_password_hash = secret("HERALD_ADMIN_PASSWORD_HASH");
     }
 

@@ -32,14 +32,7 @@ pub fn check_paths(
             )));
         }
     }
-    let mut diagnostics = Vec::new();
-    let mut issues = Vec::new();
-    for file in &files {
-        let checked = issue::read_issue(file, &settings.site.base_url)?;
-        diagnostics.extend(checked.diagnostics);
-        issues.extend(checked.issue);
-    }
-    diagnostics.extend(issue::check_collection(&issues));
+    let (issues, mut diagnostics) = issue::check_files(&files, &settings.site.base_url)?;
     let templates = Templates::load(&settings.templates_dir())?;
     diagnostics.extend(render::rendering_problems(&issues, settings, &templates));
     Ok((files.len(), diagnostics))

@@ -21,6 +21,7 @@ use crate::send::lock::join;
 use crate::send::message::MessageFactory;
 use crate::send::progress::Progress;
 use crate::send::relays::Relays;
+use crate::send::test_copy;
 use crate::send::transport::Transport;
 use crate::send::worker::{Counters, RunEnd, SendOptions};
 use crate::send::{AnyTransport, Connection};
@@ -443,24 +444,12 @@ async fn send_test_copy(
 ) -> anyhow::Result<ExitCode> {
     let recipient =
         crate::domain::SubscriberEmail::parse(address).map_err(|e| user_error(e.to_string()))?;
-    let factory = MessageFactory::new(settings, email, web_url)?;
-    let message_id = format!(
-        "<herald.test.{}@{}>",
-        uuid::Uuid::new_v4(),
-        factory.from().email.domain()
-    );
-    let (envelope, bytes) = factory.build(None, recipient.as_str(), "test", &message_id)?;
-    let mut connection = transport.connect().await.map_err(|e| {
-        user_error(format!(
-            "cannot reach the mail server ({}): {e}",
-            transport.describe()
-        ))
-    })?;
-    let reply = connection
-        .send(&envelope, &bytes)
+    let reply = test_copy::send_test_copy(settings, email, web_url, transport, &recipient)
         .await
-        .map_err(|e| user_error(format!("the test copy to {recipient} was refused: {e}")))?;
-    connection.close().await;
+        .map_err(|e| match e {
+            test_copy::TestCopyError::Unexpected(e) => e,
+            refused => user_error(refused.to_string()),
+        })?;
     println!(
         "test copy sent to {recipient}: {} {}",
         reply.code.unwrap_or(250),

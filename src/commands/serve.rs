@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::domain::AdminPasswordHash;
 use crate::http::admin::{admin_router, AdminState};
 use crate::http::clicks::click_routes;
+use crate::http::metrics::{HttpMetrics, Listener};
 use crate::http::server::{serve, ServerLimits};
 use crate::http::subscribers::{subscriber_routes, SubscriberWeb};
 use crate::http::webhooks::{webhook_routes, WebhookState};
@@ -83,11 +84,23 @@ pub fn run(settings: Settings, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // One signal stops both listeners; event streams on the admin site
         // end on it too, so they do not hold the grace period up.
         let (halt, halted) = tokio::sync::watch::channel(false);
-        let admin = start_admin(&settings, &store, limits, adopted, halted.clone()).await?;
+        // Requests counted for /metrics (on the admin listener), by
+        // listener, route pattern and status.
+        let http_metrics = HttpMetrics::default();
+        let admin = start_admin(
+            &settings,
+            &store,
+            limits,
+            adopted,
+            http_metrics.clone(),
+            halted.clone(),
+        )
+        .await?;
         let app = router(AppState::new(settings))
             .merge(click_routes(clicks))
             .merge(subscriber_routes(web))
             .merge(webhook_routes(webhooks));
+        let app = http_metrics.track(app, Listener::Public);
         println!("serving {} on http://{address}/", output.display());
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -126,6 +139,7 @@ async fn start_admin(
     store: &Store,
     limits: ServerLimits,
     adopted: Option<AdoptedCampaigns>,
+    http_metrics: HttpMetrics,
     halted: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(hash) = &settings.admin_password_hash else {
@@ -148,7 +162,8 @@ async fn start_admin(
         !address.ip().is_loopback(),
         halted.clone(),
     )?
-    .with_adopter(adopted);
+    .with_adopter(adopted)
+    .with_http_metrics(http_metrics);
     if !address.ip().is_loopback() {
         eprintln!("warning: the admin site listens beyond loopback; serve it over https only (its cookie is Secure)");
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod clicks;
+pub mod metrics;
 pub mod preview;
 pub mod server;
 pub mod site;

@@ -206,6 +206,22 @@ pub fn issue_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Reads every file and checks them together, as `herald check` does
+/// before rendering: each file's own findings, then those across files
+/// (numbers and slugs used twice). Returns the issues that parsed and every
+/// diagnostic; rendering problems are the render stage's to add.
+pub fn check_files(files: &[PathBuf], base: &Url) -> anyhow::Result<(Vec<Issue>, Vec<Diagnostic>)> {
+    let mut diagnostics = Vec::new();
+    let mut issues = Vec::new();
+    for file in files {
+        let checked = read_issue(file, base)?;
+        diagnostics.extend(checked.diagnostics);
+        issues.extend(checked.issue);
+    }
+    diagnostics.extend(check_collection(&issues));
+    Ok((issues, diagnostics))
+}
+
 /// Problems that only show across issues: two files claiming one number or
 /// one slug (and so one archive page).
 pub fn check_collection(issues: &[Issue]) -> Vec<Diagnostic> {

@@ -76,6 +76,18 @@ impl AdminPages {
                 "campaign",
                 include_str!("../../templates/admin/campaign.html.hbs"),
             ),
+            (
+                "subscribers",
+                include_str!("../../templates/admin/subscribers.html.hbs"),
+            ),
+            (
+                "subscriber",
+                include_str!("../../templates/admin/subscriber.html.hbs"),
+            ),
+            (
+                "issues",
+                include_str!("../../templates/admin/issues.html.hbs"),
+            ),
         ];
         let mut registry = Handlebars::new();
         registry.register_escape_fn(escape_html);

@@ -3,6 +3,7 @@
 //! what these return.
 
 pub mod admin;
+pub mod chart;
 mod clicks;
 mod confirmation;
 mod email;

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod relays;
 pub mod retry;
 pub mod smtp;
+pub mod test_copy;
 pub mod transaction;
 pub mod transport;
 pub mod worker;

@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod clicks;
 pub mod confirmation_tokens;
 pub mod copy;
+pub mod dashboard;
 pub mod deliveries;
 pub mod relay_states;
 pub mod secrets;

@@ -30,10 +30,10 @@ fn password_hash() -> AdminPasswordHash {
         .clone()
 }
 
-struct Admin {
-    address: SocketAddr,
+pub(crate) struct Admin {
+    pub(crate) address: SocketAddr,
     client: reqwest::Client,
-    store: Store,
+    pub(crate) store: Store,
     halt: tokio::sync::watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
     _db: TestDatabase,
@@ -42,9 +42,9 @@ struct Admin {
 
 /// A logged-in browser: its session cookie and the CSRF token its pages carry.
 #[derive(Clone)]
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 async fn spawn_admin(backend: &Backend) -> Admin {
@@ -63,12 +63,24 @@ async fn spawn_admin_on(
     dir: tempfile::TempDir,
     limits: LoginLimits,
 ) -> Admin {
+    spawn_admin_configured(database, dir, limits, |_| {}).await
+}
+
+/// [`spawn_admin_on`] with settings of the test's own (an SMTP server, a
+/// metrics token).
+pub(crate) async fn spawn_admin_configured(
+    database: TestDatabase,
+    dir: tempfile::TempDir,
+    limits: LoginLimits,
+    configure: impl FnOnce(&mut Settings),
+) -> Admin {
     let store = database.store().await;
     let mut settings = Settings {
         root: dir.path().to_path_buf(),
         ..Settings::default()
     };
     settings.database.url = database.settings_url();
+    configure(&mut settings);
     let (halt, halted) = tokio::sync::watch::channel(false);
     let state = AdminState::new(
         store.clone(),
@@ -123,7 +135,7 @@ fn hidden_csrf(html: &str) -> String {
 }
 
 impl Admin {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
@@ -148,7 +160,7 @@ impl Admin {
             .unwrap()
     }
 
-    async fn log_in(&self) -> Session {
+    pub(crate) async fn log_in(&self) -> Session {
         let response = self.try_log_in(PASSWORD).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(response.headers()["location"], "/campaigns");
@@ -163,7 +175,7 @@ impl Admin {
         session
     }
 
-    async fn get(&self, session: Option<&Session>, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, session: Option<&Session>, path: &str) -> reqwest::Response {
         let mut request = self.client.get(self.url(path));
         if let Some(session) = session {
             request = request.header(COOKIE, format!("herald_admin={}", session.cookie));
@@ -171,7 +183,7 @@ impl Admin {
         request.send().await.unwrap()
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         session: Option<&Session>,
         path: &str,

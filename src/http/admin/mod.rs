@@ -17,6 +17,8 @@
 mod auth;
 mod campaigns;
 mod csrf;
+mod issues;
+mod subscribers;
 
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ use crate::store::Store;
 
 pub use auth::{LoginLimits, Sessions};
 pub use csrf::CsrfToken;
+pub use issues::IssueDesk;
+
+use crate::http::metrics::{metrics_routes, HttpMetrics, Listener, MetricsState};
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "herald_admin";
@@ -62,6 +67,10 @@ pub struct AdminState {
     /// The campaign loop of the `herald serve` this site runs in: a
     /// campaign resumed here is sent by it. `None`: a `herald worker` sends.
     pub adopted: Option<AdoptedCampaigns>,
+    /// The Issues page's checked folder and its test-copy rate limit.
+    pub issues: Arc<IssueDesk>,
+    /// HTTP requests counted for `/metrics`, shared with the public router.
+    pub http_metrics: HttpMetrics,
 }
 
 impl AdminState {
@@ -81,7 +90,16 @@ impl AdminState {
             stopping,
             secure_cookies,
             adopted: None,
+            issues: Arc::new(IssueDesk::default()),
+            http_metrics: HttpMetrics::default(),
         })
+    }
+
+    /// Counts this site's requests in `http_metrics` (shared with the
+    /// public router, so `/metrics` reports both listeners).
+    pub fn with_http_metrics(mut self, http_metrics: HttpMetrics) -> AdminState {
+        self.http_metrics = http_metrics;
+        self
     }
 
     /// Resumed campaigns go to this campaign loop.
@@ -139,11 +157,22 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/login", get(auth::login_page).post(auth::log_in))
         .route("/static/admin.css", get(stylesheet))
         .route("/static/admin.js", get(script));
-    open.merge(protected_routes(&state))
+    // /metrics: no session (a scraper has none, and a session does not
+    // open it); its own bearer token instead.
+    let metrics = metrics_routes(MetricsState {
+        store: state.store.clone(),
+        token: state.settings.metrics_token.clone().map(Arc::new),
+        http: state.http_metrics.clone(),
+    });
+    let http_metrics = state.http_metrics.clone();
+    let app = open
+        .merge(protected_routes(&state))
         .layer(middleware::from_fn(csrf::refuse_cross_site))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+        .merge(metrics)
+        .layer(middleware::from_fn(security_headers));
+    http_metrics.track(app, Listener::Admin)
 }
 
 /// The pages and actions that need a session. The middleware runs on the
@@ -154,6 +183,8 @@ fn protected_routes(state: &AdminState) -> Router<AdminState> {
         .route("/", get(|| async { Redirect::to("/campaigns") }))
         .route("/logout", post(auth::log_out))
         .merge(campaigns::routes())
+        .merge(subscribers::subscriber_pages())
+        .merge(issues::issue_pages())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
