@@ -279,11 +279,10 @@ impl Browser {
             std::fs::write(&path, png)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
             let widths = self
-                .eval(
-                    "return [document.documentElement.scrollWidth, window.innerWidth, \
-                     Array.from(document.querySelectorAll('body *')) \
-                       .filter(function (e) { return e.getBoundingClientRect().right > window.innerWidth + 0.5; }) \
-                       .slice(0, 5).map(function (e) { return e.tagName + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : ''); })];",
+                .eval(&
+                    format!(
+                    "return [document.documentElement.scrollWidth, window.innerWidth, {OVERFLOWING}];"
+                ),
                 )
                 .await;
             let scroll = widths[0].as_u64();
@@ -298,6 +297,18 @@ impl Browser {
         }
     }
 }
+
+/// A script expression naming (up to five of) the elements that make a page
+/// wider than its window, for a failure's message: those whose box sticks
+/// out, and those whose content (a long word, a wide table) spills out of
+/// them visibly.
+const OVERFLOWING: &str = "Array.from(document.querySelectorAll('body *')).filter(function (e) { \
+    var box = e.getBoundingClientRect(); \
+    var spills = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible'; \
+    return box.right > window.innerWidth + 0.5 || spills; \
+  }).slice(0, 5).map(function (e) { \
+    return e.tagName + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : ''); \
+  })";
 
 /// The chromedriver child while the session starts: killed if starting
 /// fails, so that a failed test leaves no driver behind.

@@ -31,16 +31,16 @@ async fn the_open_preview_reloads_itself_when_the_issue_file_changes() {
     // Whether the edit lands before or after the page's EventSource
     // connects, the page reloads: the stream's first event names the
     // newest generation.
-    browser.eval("window.heraldTestMark = true; return null;").await;
+    browser
+        .eval("window.heraldTestMark = true; return null;")
+        .await;
 
     let title = "Kubernetes 1.14, week two & counting";
     std::fs::write(&issue, original.replace(TITLE, title)).expect("editing the issue");
     browser.wait_for_text("#subject", title).await;
     let second = generation(&browser).await;
     assert!(second > first, "generation {second} after {first}");
-    let mark = browser
-        .eval("return window.heraldTestMark === true;")
-        .await;
+    let mark = browser.eval("return window.heraldTestMark === true;").await;
     assert_eq!(mark, serde_json::json!(false), "the page was not reloaded");
     assert!(
         browser.url().await.starts_with(&preview.base),
@@ -59,7 +59,10 @@ async fn the_open_preview_reloads_itself_when_the_issue_file_changes() {
         })
         .await;
     browser.check_widths("preview-error").await;
-    assert!(browser.text_of("#phone").await.is_none(), "no email with an error");
+    assert!(
+        browser.text_of("#phone").await.is_none(),
+        "no email with an error"
+    );
     std::fs::write(&issue, &original).expect("restoring the issue");
     browser.wait_for_text("#subject", TITLE).await;
     browser.wait_for("#phone").await;

@@ -29,10 +29,7 @@ pub fn herald_command(ws: &Workspace) -> Command {
 
 /// Runs `herald ARGS` for `ws` and returns its output once it succeeded.
 pub fn herald_ok(ws: &Workspace, args: &[&str]) -> Output {
-    let output = herald_command(ws)
-        .args(args)
-        .output()
-        .expect("herald runs");
+    let output = herald_command(ws).args(args).output().expect("herald runs");
     assert!(
         output.status.success(),
         "herald {args:?} failed: {}",

@@ -24,7 +24,7 @@ async fn subscribe_confirm_unsubscribe(backend: &Backend) {
     let scratch = tempfile::tempdir().expect("a temporary folder");
     let database = backend.database(scratch.path());
     let ws = Workspace::with_examples(&format!(
-        "[site]\nbase_url = \"http://127.0.0.1:{port}/\"\n{}",
+        "[site]\nbase_url = \"http://127.0.0.1:{port}/\"\nlanguage = \"en\"\n{}",
         database.config()
     ));
     herald_ok(&ws, &["build"]);
@@ -56,7 +56,9 @@ async fn subscribe_confirm_unsubscribe(backend: &Backend) {
     // The confirmation mail's link shows a page; only its button confirms.
     let confirm = wait_for_link(&ws, READER, &serve.url("/confirm/"));
     browser.goto(&confirm).await;
-    browser.wait_for_text("h1", "Confirm your subscription").await;
+    browser
+        .wait_for_text("h1", "Confirm your subscription")
+        .await;
     browser.check_widths(&shot("confirm")).await;
     assert_eq!(
         subscriber_state(&ws, READER).as_deref(),
