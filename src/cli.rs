@@ -76,6 +76,10 @@ pub enum Command {
     /// count, and move a list in and out as CSV.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// The admin site (the dashboard that `herald serve` starts on `[admin]
+    /// listen` when HERALD_ADMIN_PASSWORD_HASH is set).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// The database itself: move a list from SQLite to PostgreSQL.
     #[command(subcommand)]
     Db(DbCommand),
@@ -108,6 +112,14 @@ pub enum Command {
         /// The folder for every command's page; made if missing.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Read a password (without echo on a terminal, else one line of
+    /// stdin) and print its Argon2id hash, for HERALD_ADMIN_PASSWORD_HASH,
+    /// e.g. `export HERALD_ADMIN_PASSWORD_HASH=$(herald admin hash-password)`.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

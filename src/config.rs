@@ -54,6 +54,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub doctor: DoctorSettings,
     pub tracking: TrackingSettings,
+    pub admin: AdminSettings,
     /// Folder of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub root: PathBuf,
@@ -69,6 +70,28 @@ pub struct Settings {
     /// The webhook secrets, each from its own `HERALD_*` variable.
     #[serde(skip)]
     pub webhook_secrets: WebhookSecrets,
+    /// `HERALD_ADMIN_PASSWORD_HASH`: the editor's password as an Argon2id
+    /// PHC string (`herald admin hash-password`). Unset: no admin site.
+    #[serde(skip)]
+    pub admin_password_hash: Option<Secret>,
+}
+
+/// The admin site (README: "The dashboard"), served by `herald serve`
+/// beside the public site when `HERALD_ADMIN_PASSWORD_HASH` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Where the admin site listens. Loopback by default: nothing of it is
+    /// public unless the operator opens it.
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: "127.0.0.1:8081".into(),
+        }
+    }
 }
 
 /// What happens after the hand-off: bounces and complaints (README:
@@ -351,11 +374,13 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             doctor: DoctorSettings::default(),
             tracking: TrackingSettings::default(),
+            admin: AdminSettings::default(),
             root: PathBuf::from("."),
             smtp_password: None,
             imap_password: None,
             database_password: None,
             webhook_secrets: WebhookSecrets::default(),
+            admin_password_hash: None,
         }
     }
 }
@@ -589,6 +614,15 @@ impl Settings {
                     self.server.listen
                 )
             })?;
+        self.admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "[admin] listen = {:?} is not an address and port, e.g. \"127.0.0.1:8081\"",
+                    self.admin.listen
+                )
+            })?;
         let server = &self.server;
         for (key, value) in [
             ("header_timeout_secs", server.header_timeout_secs),
@@ -762,6 +796,7 @@ impl Settings {
             postmark_password: secret("HERALD_POSTMARK_WEBHOOK_PASSWORD"),
             generic_secret: secret("HERALD_WEBHOOK_SECRET"),
         };
+        self.admin_password_hash = secret("HERALD_ADMIN_PASSWORD_HASH");
     }
 
     /// `[site] timezone`, from the time zone database built into Herald

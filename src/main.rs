@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => commands::build::run(&load()?, args.out.as_deref()),
         Command::Serve(args) => commands::serve::run(load()?, &args),
         Command::Worker => commands::worker::run(load()?),
+        Command::Admin(command) => commands::admin::run(&command),
         Command::Db(command) => commands::db::run(&load()?, &command),
         Command::Subscribers(command) => commands::subscribers::run(&load()?, &command),
         Command::Bounces(command) => commands::bounces::run(load, &command),

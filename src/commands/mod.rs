@@ -1,6 +1,7 @@
 //! What each subcommand does: plain functions over the stages, with the
 //! file writing and printing that the stages themselves never do.
 
+pub mod admin;
 pub mod bounces;
 pub mod build;
 pub mod check;

@@ -364,7 +364,14 @@ async fn run_campaign(
     )
     .await;
     progress.finish().await;
-    let (end, Conclusion { counts, next_due }) = delivered?;
+    let (
+        end,
+        Conclusion {
+            counts,
+            next_due,
+            paused,
+        },
+    ) = delivered?;
     let elapsed = started.elapsed();
     let remaining = counts.remaining();
 
@@ -400,6 +407,12 @@ async fn run_campaign(
         RunEnd::Interrupted => {
             eprintln!("interrupted: run `herald send` again to continue where this run stopped");
             Ok(ExitCode::from(130))
+        }
+        // Paused from the dashboard: the workers stopped claiming.
+        RunEnd::Drained if remaining > 0 && paused.is_some() => {
+            let reason = paused.unwrap_or_default();
+            println!("paused ({reason}); resume it from the dashboard, or run `herald send` again");
+            Ok(ExitCode::SUCCESS)
         }
         RunEnd::Drained if remaining > 0 => {
             if let Some(at) = next_due.and_then(chrono::DateTime::from_timestamp_millis) {

@@ -10,6 +10,7 @@ use super::user_error;
 use crate::bounce::policy::{rates, Rates};
 use crate::config::Settings;
 use crate::domain::zone_name;
+use crate::send::overview::average_rate_per_min;
 use crate::store::campaigns::{self, Campaign};
 use crate::store::clicks::{self, LinkClicks};
 use crate::store::deliveries::{
@@ -199,12 +200,8 @@ async fn campaign_status(
             counts,
         })
         .collect();
-    let send_rate = match (first, last) {
-        (Some(first), Some(last)) if last > first => {
-            Some(sent as f64 * 1000.0 / (last - first) as f64)
-        }
-        _ => None,
-    };
+    // The dashboard's average, per second.
+    let send_rate = average_rate_per_min((first, last, sent)).map(|per_min| per_min / 60.0);
     Ok(Status {
         campaign: campaign.id,
         issue: campaign.issue_slug,

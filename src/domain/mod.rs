@@ -1,6 +1,7 @@
 //! Small validated types. Raw input is converted once, at the edge (CLI,
 //! HTTP form, CSV import, issue file); everything past that point can trust it.
 
+mod admin_password;
 mod click_token;
 mod issue_slug;
 mod reply;
@@ -11,6 +12,7 @@ mod subscriber_name;
 mod token;
 mod verp;
 
+pub use admin_password::AdminPasswordHash;
 pub use click_token::ClickKey;
 pub use issue_slug::IssueSlug;
 pub use reply::Reply;

@@ -1,6 +1,7 @@
 //! The HTTP side: one axum router that serves the built site and that other
 //! parts (subscribe, confirm, unsubscribe) merge their routes into.
 
+pub mod admin;
 pub mod clicks;
 pub mod preview;
 pub mod server;

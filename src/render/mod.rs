@@ -2,6 +2,7 @@
 //! function here touches the file system or the network; commands write
 //! what these return.
 
+pub mod admin;
 mod clicks;
 mod confirmation;
 mod email;
@@ -18,6 +19,7 @@ mod text;
 mod web;
 mod welcome;
 
+pub use admin::{AdminPages, Nav, PageView};
 pub use clicks::{LinkTable, TrackedLink};
 pub use confirmation::{
     build_confirmation_message, render_confirmation, ConfirmationContext, ConfirmationEmail,

@@ -362,6 +362,10 @@ pub struct Conclusion {
     pub counts: DeliveryCounts,
     /// When the next deferred delivery comes due, if any.
     pub next_due: Option<Millis>,
+    /// Why it is paused, when the run ended with the campaign paused: by
+    /// its failure rate, or by the editor from the dashboard (workers then
+    /// stop claiming its rows, and the run drains).
+    pub paused: Option<String>,
 }
 
 /// Records how a run ended: subscribers who left are skipped once nothing
@@ -409,8 +413,20 @@ async fn conclude_once(
         _ => {}
     }
     let next_due = deliveries::next_due_time(&mut tx, campaign_id).await?;
+    let now_state = campaigns::find_campaign_summary(&mut tx, campaign_id).await?;
     tx.commit().await?;
-    Ok(Conclusion { counts, next_due })
+    let paused = now_state
+        .filter(|campaign| campaign.state == CampaignState::Paused)
+        .map(|campaign| {
+            campaign
+                .pause_reason
+                .unwrap_or_else(|| "no reason recorded".into())
+        });
+    Ok(Conclusion {
+        counts,
+        next_due,
+        paused,
+    })
 }
 
 /// Sends a campaign's due deliveries, as it was rendered when it started,
@@ -469,4 +485,29 @@ pub async fn sending_campaigns(store: &Store) -> anyhow::Result<Vec<Campaign>> {
     let sending = campaigns::campaigns_in_state(&mut tx, CampaignState::Sending).await?;
     tx.commit().await?;
     Ok(sending)
+}
+
+/// Why a campaign paused from the dashboard is paused.
+pub const PAUSED_BY_EDITOR: &str = "paused by the editor";
+
+/// Pauses a sending campaign (the dashboard's pause button). Workers stop
+/// claiming its rows at their next claim, finish what they hold, and
+/// conclude their run; it stays paused until resumed. False when it was
+/// not sending.
+pub async fn pause_campaign(store: &Store, id: i64) -> anyhow::Result<bool> {
+    let mut tx = store.begin().await?;
+    let paused = campaigns::pause_sending_campaign(&mut tx, id, PAUSED_BY_EDITOR).await?;
+    tx.commit().await?;
+    Ok(paused)
+}
+
+/// Resumes a paused campaign (the dashboard's resume button, as `herald
+/// send ISSUE` does): it is sending again, for `herald worker` (or the
+/// `herald serve` whose dashboard resumed it) to pick up. False when it
+/// was not paused.
+pub async fn resume_campaign(store: &Store, id: i64) -> anyhow::Result<bool> {
+    let mut tx = store.begin().await?;
+    let resumed = campaigns::resume_paused_campaign(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(resumed)
 }

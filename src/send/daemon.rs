@@ -35,14 +35,49 @@ const CAMPAIGN_POLL: Duration = Duration::from_secs(2);
 const LATE_AFTER_MILLIS: Millis = 30_000;
 
 /// Which campaigns a sending loop serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum CampaignScope {
     /// Every sending campaign (`herald worker`).
     All,
     /// Only campaigns that were scheduled (`herald serve`): a campaign
     /// started by `herald send` stays with it, so stopping that send with
-    /// Ctrl-C stops it, and a server does not take it over unasked.
-    Scheduled,
+    /// Ctrl-C stops it, and a server does not take it over unasked. Those
+    /// the editor resumed on this server's dashboard were asked for.
+    Scheduled(AdoptedCampaigns),
+}
+
+impl CampaignScope {
+    fn covers(&self, campaign: &Campaign) -> bool {
+        match self {
+            CampaignScope::All => true,
+            CampaignScope::Scheduled(adopted) => {
+                campaign.scheduled_at.is_some() || adopted.contains(campaign.id)
+            }
+        }
+    }
+}
+
+/// Campaigns a `herald serve` sends although `herald send` started them:
+/// the editor resumed them on its dashboard. Kept in memory: after a
+/// restart `herald worker` (or `herald send ISSUE`) carries them on.
+#[derive(Debug, Clone, Default)]
+pub struct AdoptedCampaigns(Arc<std::sync::Mutex<std::collections::HashSet<i64>>>);
+
+impl AdoptedCampaigns {
+    pub fn adopt(&self, campaign_id: i64) {
+        self.set().insert(campaign_id);
+    }
+
+    pub fn contains(&self, campaign_id: i64) -> bool {
+        self.set().contains(&campaign_id)
+    }
+
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        // One insert or lookup at a time: a poisoned set is still whole.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Runs until `shutdown` resolves; then finishes the messages in flight,
@@ -127,7 +162,7 @@ pub async fn serve_campaigns(
             Ok(started) => started.iter().for_each(|s| report_start(&settings, s)),
             Err(error) => tracing::warn!("starting scheduled campaigns: {error:#}"),
         }
-        let sending = send_due_campaigns(&settings, &store, &relays, &options, scope, &stopped);
+        let sending = send_due_campaigns(&settings, &store, &relays, &options, &scope, &stopped);
         match sending.await {
             Ok(true) => continue,
             Ok(false) => {}
@@ -146,14 +181,11 @@ async fn send_due_campaigns(
     store: &Store,
     relays: &Relays<AnyTransport>,
     options: &SendOptions,
-    scope: CampaignScope,
+    scope: &CampaignScope,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
     let mut worked = false;
-    let in_scope = |campaign: &Campaign| match scope {
-        CampaignScope::All => true,
-        CampaignScope::Scheduled => campaign.scheduled_at.is_some(),
-    };
+    let in_scope = |campaign: &Campaign| scope.covers(campaign);
     for campaign in sending_campaigns(store).await?.into_iter().filter(in_scope) {
         // On SQLite, a `herald send` of this database may be running: it
         // has the queue, and this worker leaves it alone.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod lock;
 pub mod message;
 pub mod outbox;
+pub mod overview;
 pub mod progress;
 pub mod relays;
 pub mod retry;

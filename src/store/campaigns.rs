@@ -376,3 +376,89 @@ pub async fn retire_other_campaigns(tx: &mut Tx<'_>, slug: &str, keep: i64) -> s
         .rows_affected(),
     )
 }
+
+/// A campaign as the dashboard lists it, without its rendered mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSummary {
+    pub id: i64,
+    pub issue_slug: String,
+    pub subject: String,
+    pub state: CampaignState,
+    pub pause_reason: Option<String>,
+    pub created_at: Millis,
+    pub scheduled_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+impl CampaignSummary {
+    /// When it started sending: its scheduled time for a scheduled one
+    /// that has started, else when it was created (sent at once).
+    pub fn started_at(&self) -> Option<Millis> {
+        match self.state {
+            CampaignState::Scheduled | CampaignState::Cancelled => None,
+            _ => Some(self.scheduled_at.unwrap_or(self.created_at)),
+        }
+    }
+}
+
+const SUMMARY_COLUMNS: &str =
+    "id, issue_slug, subject, state, pause_reason, created_at, scheduled_at, finished_at";
+
+fn summary_from_row(row: &Row) -> sqlx::Result<CampaignSummary> {
+    Ok(CampaignSummary {
+        id: row.try_get("id")?,
+        issue_slug: row.try_get("issue_slug")?,
+        subject: row.try_get("subject")?,
+        state: try_get_parsed(row, "state", CampaignState::parse)?,
+        pause_reason: row.try_get("pause_reason")?,
+        created_at: row.try_get("created_at")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// The newest campaigns first, scheduled and cancelled ones included, at
+/// most `limit` (the primary key's order: no sort).
+pub async fn list_campaigns(tx: &mut Tx<'_>, limit: i64) -> sqlx::Result<Vec<CampaignSummary>> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT $1");
+    let rows = query(&sql).bind(limit).fetch_all(tx).await?;
+    rows.iter().map(summary_from_row).collect()
+}
+
+/// One campaign without its rendered mail.
+pub async fn find_campaign_summary(
+    tx: &mut Tx<'_>,
+    id: i64,
+) -> sqlx::Result<Option<CampaignSummary>> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM campaigns WHERE id = $1");
+    let row = query(&sql).bind(id).fetch_optional(tx).await?;
+    row.as_ref().map(summary_from_row).transpose()
+}
+
+/// Pauses a campaign that is sending (the editor's pause button): workers
+/// stop claiming its rows (see `deliveries::claim_due_deliveries`). False
+/// when it was not sending.
+pub async fn pause_sending_campaign(tx: &mut Tx<'_>, id: i64, reason: &str) -> sqlx::Result<bool> {
+    Ok(query(
+        "UPDATE campaigns SET state = 'paused', pause_reason = $1 WHERE id = $2 AND state = 'sending'",
+    )
+    .bind(reason)
+    .bind(id)
+    .execute(tx)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+/// Resumes a paused campaign: `sending` again, for any worker to pick up.
+/// False when it was not paused.
+pub async fn resume_paused_campaign(tx: &mut Tx<'_>, id: i64) -> sqlx::Result<bool> {
+    Ok(query(
+        "UPDATE campaigns SET state = 'sending', pause_reason = NULL WHERE id = $1 AND state = 'paused'",
+    )
+    .bind(id)
+    .execute(tx)
+    .await?
+    .rows_affected()
+        > 0)
+}

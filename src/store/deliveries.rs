@@ -72,8 +72,14 @@ pub async fn claim_due_deliveries(
     claimer: &str,
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
     let filter = match queue {
+        // Only while the campaign is sending: a pause from the dashboard
+        // stops every worker's next claim. The campaign's check is one
+        // primary-key lookup, independent of the row, so the plan still
+        // walks the (campaign_id, state) index.
         Queue::Campaign(_) => {
-            "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
+            "d.campaign_id = $4
+             AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $4 AND c.state = 'sending')
+             AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
         }
         Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
     };
@@ -976,6 +982,43 @@ pub async fn campaign_report_counts(
             })
         })
         .collect()
+}
+
+/// One campaign's reports against what it sent, for the dashboard: the
+/// same counts as [`campaign_report_counts`], from the same indexes.
+pub async fn report_counts_of_campaign(
+    tx: &mut Tx<'_>,
+    campaign_id: i64,
+) -> sqlx::Result<CampaignReportCounts> {
+    let row = query(
+        "SELECT c.id, c.issue_slug,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'sent')
+                 AS sent,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+                  AND d.report_kind = 'complaint') AS complaints
+         FROM campaigns c WHERE c.id = $1",
+    )
+    .bind(campaign_id)
+    .fetch_optional(tx)
+    .await?;
+    let Some(r) = row else {
+        return Ok(CampaignReportCounts {
+            campaign_id,
+            ..CampaignReportCounts::default()
+        });
+    };
+    Ok(CampaignReportCounts {
+        campaign_id: r.try_get("id")?,
+        issue_slug: r.try_get("issue_slug")?,
+        sent: r.try_get("sent")?,
+        hard_bounces: r.try_get("hard_bounces")?,
+        soft_bounces: r.try_get("soft_bounces")?,
+        complaints: r.try_get("complaints")?,
+    })
 }
 
 #[cfg(test)]

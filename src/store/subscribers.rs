@@ -441,3 +441,22 @@ pub async fn list_events(
         })
         .collect()
 }
+
+/// How many changes to `state` were recorded in `[from, until)`: e.g. the
+/// unsubscribes in the week after a campaign started. Reads the
+/// (state, at) index, so it costs the matching rows, not the table.
+pub async fn count_events_between(
+    tx: &mut Tx<'_>,
+    state: SubscriberState,
+    from: Millis,
+    until: Millis,
+) -> sqlx::Result<i64> {
+    let row =
+        query("SELECT COUNT(*) FROM subscriber_events WHERE state = $1 AND at >= $2 AND at < $3")
+            .bind(state.as_str())
+            .bind(from)
+            .bind(until)
+            .fetch_one(tx)
+            .await?;
+    row.try_get(0)
+}

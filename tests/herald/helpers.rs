@@ -149,6 +149,7 @@ pub fn start_serve(
         .env_remove("HERALD_SENDGRID_VERIFICATION_KEY")
         .env_remove("HERALD_POSTMARK_WEBHOOK_PASSWORD")
         .env_remove("HERALD_WEBHOOK_SECRET")
+        .env_remove("HERALD_ADMIN_PASSWORD_HASH")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     for (name, value) in environment {

@@ -1,5 +1,6 @@
 //! Herald's integration tests: one binary, one module per capability.
 
+mod admin;
 mod bounce_corpus;
 mod bounces;
 mod check;
