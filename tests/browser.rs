@@ -13,6 +13,8 @@
 //! A test binary of its own, so that the main suite's command line and
 //! run time stay as they are, and one Chromium per test at most.
 
+#[path = "browser/admin.rs"]
+mod admin;
 #[allow(dead_code)]
 #[path = "herald/db.rs"]
 mod db;

@@ -109,26 +109,25 @@ fn add_readers(ws: &Workspace, count: usize) {
 
 /// The id of the newest campaign in the campaigns table, once there is one.
 async fn newest_campaign(browser: &Browser, desk: &Desk) -> String {
-    let mut id = String::new();
-    browser
-        .wait_until("a campaign in the campaigns table", || async {
-            browser.goto(&desk.url("/campaigns")).await;
-            let found = browser
-                .eval(
-                    "var row = document.querySelector('#campaigns tr[data-campaign-id]'); \
-                     return row ? row.getAttribute('data-campaign-id') : null;",
-                )
-                .await;
-            match found {
-                Value::String(found) => {
-                    id = found;
-                    true
-                }
-                _ => false,
-            }
-        })
-        .await;
-    id
+    let deadline = std::time::Instant::now() + crate::driver::DEADLINE;
+    loop {
+        browser.goto(&desk.url("/campaigns")).await;
+        browser.wait_for("table#campaigns").await;
+        let found = browser
+            .eval(
+                "var row = document.querySelector('#campaigns tr[data-campaign-id]'); \
+                 return row ? row.getAttribute('data-campaign-id') : null;",
+            )
+            .await;
+        if let Value::String(id) = found {
+            return id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no campaign in the campaigns table"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn campaign_state(browser: &Browser) -> Value {
@@ -151,14 +150,22 @@ async fn the_editor_logs_in_after_a_wrong_password_is_refused_and_logs_out() {
     // Without a session, the site sends the browser to the login page.
     browser.goto(&desk.url("/")).await;
     browser.wait_for("form#login-form").await;
-    assert!(browser.url().await.ends_with("/login"), "{}", browser.url().await);
+    assert!(
+        browser.url().await.ends_with("/login"),
+        "{}",
+        browser.url().await
+    );
     browser.check_widths("admin-login").await;
 
     browser.fill("#password", "not the password").await;
     browser.click("#login-submit").await;
     browser.wait_for("#login-error").await;
     assert_eq!(browser.response_status().await, 401);
-    assert!(browser.client.get_named_cookie("herald_admin").await.is_err());
+    assert!(browser
+        .client
+        .get_named_cookie("herald_admin")
+        .await
+        .is_err());
     browser.check_widths("admin-login-refused").await;
 
     browser.fill("#password", PASSWORD).await;
@@ -181,7 +188,12 @@ async fn the_editor_logs_in_after_a_wrong_password_is_refused_and_logs_out() {
     );
     assert_eq!(cookie.path(), Some("/"));
     assert_ne!(cookie.secure(), Some(true), "not Secure on loopback");
-    for id in ["#admin-nav", "#nav-campaigns", "#nav-subscribers", "#nav-issues"] {
+    for id in [
+        "#admin-nav",
+        "#nav-campaigns",
+        "#nav-subscribers",
+        "#nav-issues",
+    ] {
         browser.wait_for(id).await;
     }
     browser.check_widths("admin-campaigns-empty").await;
@@ -212,7 +224,9 @@ async fn a_scheduled_send_is_cancelled_from_its_campaign_page() {
         .wait_for_text(&format!("{row} td.state"), "scheduled")
         .await;
     browser.check_widths("admin-campaigns-scheduled").await;
-    browser.click(&format!("{row} a[href=\"/campaigns/{id}\"]")).await;
+    browser
+        .click(&format!("{row} a[href=\"/campaigns/{id}\"]"))
+        .await;
     browser.wait_for("section#campaign").await;
     assert_eq!(campaign_state(&browser).await, json!("scheduled"));
     assert!(
@@ -232,7 +246,10 @@ async fn a_scheduled_send_is_cancelled_from_its_campaign_page() {
         "back on the campaign's page: {}",
         browser.url().await
     );
-    assert!(browser.text_of("#cancel").await.is_none(), "nothing to cancel");
+    assert!(
+        browser.text_of("#cancel").await.is_none(),
+        "nothing to cancel"
+    );
     browser.check_widths("admin-campaign-cancelled").await;
     browser.goto(&desk.url("/campaigns")).await;
     browser
@@ -288,8 +305,15 @@ async fn a_running_campaign_s_progress_moves_on_the_open_page() {
     browser.wait_for("#pause").await;
     // A mark on this window: still there at the end, the page was never
     // reloaded; the numbers moved by the event stream alone.
-    browser.eval("window.heraldTestMark = true; return null;").await;
-    let progress = || async { browser.eval("return document.querySelector('#progress').value;").await.as_f64() };
+    browser
+        .eval("window.heraldTestMark = true; return null;")
+        .await;
+    let progress = || async {
+        browser
+            .eval("return document.querySelector('#progress').value;")
+            .await
+            .as_f64()
+    };
     let sent = || async {
         browser
             .text_of("#count-sent")
