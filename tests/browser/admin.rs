@@ -18,7 +18,8 @@ const PASSWORD: &str = "correct horse battery staple";
 /// port of its own, and the Argon2id hash of [`PASSWORD`] that turns it on.
 struct Desk {
     ws: Workspace,
-    serve: Serve,
+    /// Kept for its drop, which stops the server.
+    _serve: Serve,
     admin: String,
 }
 
@@ -40,7 +41,7 @@ impl Desk {
         );
         Desk {
             ws,
-            serve,
+            _serve: serve,
             admin: format!("http://127.0.0.1:{admin_port}"),
         }
     }
