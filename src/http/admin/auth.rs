@@ -195,8 +195,21 @@ struct LoginView<'a> {
 }
 
 /// The login page with a fresh double-submit token, and its cookie.
-fn login_form(state: &AdminState, status: StatusCode, error: Option<&str>) -> Response {
-    let token = CsrfToken::generate();
+///
+/// A token the browser already holds is kept rather than replaced: every
+/// page the browser asks for without a session (its own `/favicon.ico`, a
+/// second tab) lands here, and a new token each time would make the form
+/// already on screen fail as expired.
+fn login_form(
+    state: &AdminState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|held| held.len() == 64 && held.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(CsrfToken::from_cookie)
+        .unwrap_or_else(CsrfToken::generate);
     let view = LoginView {
         csrf: token.as_str(),
         error,
@@ -222,7 +235,7 @@ pub async fn login_page(State(state): State<AdminState>, headers: HeaderMap) -> 
     {
         return Redirect::to("/campaigns").into_response();
     }
-    login_form(&state, StatusCode::OK, None)
+    login_form(&state, &headers, StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
@@ -247,12 +260,17 @@ pub async fn log_in(
             peer.ip()
         );
         let message = "Too many login attempts; wait a minute and try again.";
-        return login_form(&state, StatusCode::TOO_MANY_REQUESTS, Some(message));
+        return login_form(
+            &state,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(message),
+        );
     }
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !CsrfToken::from_cookie(expected).matches(&form.csrf) {
         let message = "The login form had expired; please try again.";
-        return login_form(&state, StatusCode::FORBIDDEN, Some(message));
+        return login_form(&state, &headers, StatusCode::FORBIDDEN, Some(message));
     }
     let login = state.login.clone();
     let password = form.password;
@@ -261,7 +279,12 @@ pub async fn log_in(
         .unwrap_or(false);
     if !verified {
         tracing::warn!("admin site: wrong password from {}", peer.ip());
-        return login_form(&state, StatusCode::UNAUTHORIZED, Some("Wrong password."));
+        return login_form(
+            &state,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong password."),
+        );
     }
     let (token, _) = state.sessions.create();
     tracing::info!("admin site: logged in from {}", peer.ip());
