@@ -145,7 +145,7 @@ async fn the_editor_logs_in_after_a_wrong_password_is_refused_and_logs_out() {
     if !browser_tests_on("the_editor_logs_in_after_a_wrong_password_is_refused_and_logs_out") {
         return;
     }
-    let desk = Desk::open(0, "");
+    let desk = Desk::open(2, "");
     let browser = Browser::start().await;
 
     // Without a session, the site sends the browser to the login page.
@@ -198,6 +198,24 @@ async fn the_editor_logs_in_after_a_wrong_password_is_refused_and_logs_out() {
         browser.wait_for(id).await;
     }
     browser.check_widths("admin-campaigns-empty").await;
+
+    // The other two pages, through the navigation, at both widths.
+    browser.click("#nav-subscribers").await;
+    browser.wait_for("#growth-chart").await;
+    browser.wait_for("#counts-by-state").await;
+    browser
+        .fill("#search input[name=\"q\"]", "reader0001")
+        .await;
+    browser.click("#search button").await;
+    browser
+        .wait_for_text("#results tbody a", "reader0001@example.com")
+        .await;
+    browser.check_widths("admin-subscribers").await;
+    browser.click("#nav-issues").await;
+    browser
+        .wait_for("#issues tr[data-slug=\"vol-001\"] td.check-status")
+        .await;
+    browser.check_widths("admin-issues").await;
 
     browser.click("#logout").await;
     browser.wait_for("form#login-form").await;
