@@ -955,82 +955,60 @@ pub struct CampaignReportCounts {
     pub complaints: i64,
 }
 
-/// The newest campaigns' sent, bounced and complained counts. `sent` comes
-/// from the (campaign_id, state) index alone; the report counts from the
-/// small partial index of reported rows, so this stays fast on a
-/// million-row campaign.
+/// A campaign's sent count (from the counters) and its report counts
+/// (from the small partial index of reported rows), for `herald status` and
+/// the dashboard: fast on a million-row campaign.
+const REPORT_COUNTS: &str = "SELECT c.id, c.issue_slug,
+     (SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM delivery_counts
+      WHERE campaign_key = c.id AND state = 'sent') AS sent,
+     (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+          AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
+     (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+          AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
+     (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
+          AND d.report_kind = 'complaint') AS complaints
+ FROM campaigns c";
+
+fn report_counts_from_row(row: &Row) -> sqlx::Result<CampaignReportCounts> {
+    Ok(CampaignReportCounts {
+        campaign_id: row.try_get("id")?,
+        issue_slug: row.try_get("issue_slug")?,
+        sent: row.try_get("sent")?,
+        hard_bounces: row.try_get("hard_bounces")?,
+        soft_bounces: row.try_get("soft_bounces")?,
+        complaints: row.try_get("complaints")?,
+    })
+}
+
+/// The newest campaigns' sent, bounced and complained counts.
 pub async fn campaign_report_counts(
     tx: &mut Tx<'_>,
     limit: i64,
 ) -> sqlx::Result<Vec<CampaignReportCounts>> {
-    let rows = query(
-        "SELECT c.id, c.issue_slug,
-             (SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM delivery_counts
-              WHERE campaign_key = c.id AND state = 'sent') AS sent,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'complaint') AS complaints
-         FROM campaigns c
-         -- Only campaigns that started: one scheduled or cancelled has
-         -- sent nothing, and would push a real one out of the ten.
-         WHERE c.state NOT IN ('scheduled', 'cancelled')
-         ORDER BY c.id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(CampaignReportCounts {
-                campaign_id: r.try_get("id")?,
-                issue_slug: r.try_get("issue_slug")?,
-                sent: r.try_get("sent")?,
-                hard_bounces: r.try_get("hard_bounces")?,
-                soft_bounces: r.try_get("soft_bounces")?,
-                complaints: r.try_get("complaints")?,
-            })
-        })
-        .collect()
+    // Only campaigns that started: one scheduled or cancelled has sent
+    // nothing, and would push a real one out of the newest.
+    let sql = format!(
+        "{REPORT_COUNTS} WHERE c.state NOT IN ('scheduled', 'cancelled') ORDER BY c.id DESC LIMIT $1"
+    );
+    let rows = query(&sql).bind(limit).fetch_all(tx).await?;
+    rows.iter().map(report_counts_from_row).collect()
 }
 
-/// One campaign's reports against what it sent, for the dashboard: the
-/// same counts as [`campaign_report_counts`], from the same indexes.
+/// One campaign's report counts, as [`campaign_report_counts`] gives them;
+/// all zero for a campaign that does not exist.
 pub async fn report_counts_of_campaign(
     tx: &mut Tx<'_>,
     campaign_id: i64,
 ) -> sqlx::Result<CampaignReportCounts> {
-    let row = query(
-        "SELECT c.id, c.issue_slug,
-             (SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM delivery_counts
-              WHERE campaign_key = c.id AND state = 'sent') AS sent,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'hard') AS hard_bounces,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'bounce' AND d.report_class = 'soft') AS soft_bounces,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.campaign_id = c.id
-                  AND d.report_kind = 'complaint') AS complaints
-         FROM campaigns c WHERE c.id = $1",
-    )
-    .bind(campaign_id)
-    .fetch_optional(tx)
-    .await?;
-    let Some(r) = row else {
-        return Ok(CampaignReportCounts {
+    let sql = format!("{REPORT_COUNTS} WHERE c.id = $1");
+    let row = query(&sql).bind(campaign_id).fetch_optional(tx).await?;
+    match row {
+        Some(row) => report_counts_from_row(&row),
+        None => Ok(CampaignReportCounts {
             campaign_id,
             ..CampaignReportCounts::default()
-        });
-    };
-    Ok(CampaignReportCounts {
-        campaign_id: r.try_get("id")?,
-        issue_slug: r.try_get("issue_slug")?,
-        sent: r.try_get("sent")?,
-        hard_bounces: r.try_get("hard_bounces")?,
-        soft_bounces: r.try_get("soft_bounces")?,
-        complaints: r.try_get("complaints")?,
-    })
+        }),
+    }
 }
 
 #[cfg(test)]
