@@ -71,32 +71,10 @@ pub async fn claim_due_deliveries(
     limit: i64,
     claimer: &str,
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
-    let filter = match queue {
-        Queue::Campaign(_) => {
-            "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
-        }
-        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+    let sql = match tx.backend() {
+        Backend::Sqlite => sqlite_claim(queue),
+        Backend::Postgres => postgres_claim(queue),
     };
-    // On PostgreSQL several workers claim at once: SKIP LOCKED lets each
-    // take rows the others are not taking, instead of queueing behind
-    // their locks and then finding the rows gone. SQLite has one writer at
-    // a time and no row locks.
-    let lock = match tx.backend() {
-        Backend::Sqlite => "",
-        Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
-    };
-    let sql = format!(
-        "UPDATE deliveries
-         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
-             first_attempt_at = COALESCE(first_attempt_at, $1)
-         WHERE id IN (
-             SELECT d.id FROM deliveries d
-             WHERE {filter}
-               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= $1)
-                    OR (d.state = 'sending' AND d.lease_until < $1))
-             LIMIT $3 {lock})
-         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
-    );
     let campaign = match queue {
         Queue::Campaign(id) => Some(id),
         Queue::Transactional => None,
@@ -131,6 +109,63 @@ pub async fn claim_due_deliveries(
     // RETURNING comes back in no particular order.
     claimed.sort_by_key(|d| d.id);
     Ok(claimed)
+}
+
+/// SQLite has one writer at a time and no row locks; its planner walks
+/// `deliveries_by_campaign_sent_at` for this as it is.
+fn sqlite_claim(queue: Queue) -> String {
+    let filter = match queue {
+        Queue::Campaign(_) => {
+            "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
+        }
+        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+    };
+    format!(
+        "UPDATE deliveries
+         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
+             first_attempt_at = COALESCE(first_attempt_at, $1)
+         WHERE id IN (
+             SELECT d.id FROM deliveries d
+             WHERE {filter}
+               AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= $1)
+                    OR (d.state = 'sending' AND d.lease_until < $1))
+             LIMIT $3)
+         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+    )
+}
+
+/// On PostgreSQL several workers claim at once: SKIP LOCKED lets each take
+/// rows the others are not taking, instead of queueing behind their locks
+/// and then finding the rows gone. The shape keeps each claim's cost to
+/// the rows it takes, however far the campaign has gone (it was a scan of
+/// the whole campaign, 28 ms a claim at 50,000 rows, 6 ms now):
+/// - the states as one list, the times in a CASE: an index scan on
+///   (campaign, state) that stops at the LIMIT, where an OR of two state
+///   conditions made a bitmap of every queued row;
+/// - the subscriber's state as a scalar subquery: as EXISTS the planner
+///   made it a merge join in subscriber order, walking the sent rows;
+/// - `= ANY(ARRAY(...))`: the picked ids found through the primary key,
+///   where `IN (...)` hash-joined them against a scan of the table.
+fn postgres_claim(queue: Queue) -> String {
+    let filter = match queue {
+        Queue::Campaign(_) => {
+            "d.campaign_id = $4 AND (SELECT s.state FROM subscribers s WHERE s.id = d.subscriber_id) = 'active'"
+        }
+        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+    };
+    format!(
+        "UPDATE deliveries
+         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
+             first_attempt_at = COALESCE(first_attempt_at, $1)
+         WHERE id = ANY(ARRAY(
+             SELECT d.id FROM deliveries d
+             WHERE {filter}
+               AND d.state IN ('queued', 'deferred', 'sending')
+               AND CASE WHEN d.state = 'sending' THEN d.lease_until < $1
+                        ELSE d.next_attempt_at <= $1 END
+             LIMIT $3 FOR UPDATE OF d SKIP LOCKED))
+         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+    )
 }
 
 /// The unsubscribe tokens of the claimed rows' subscribers.
@@ -243,13 +278,19 @@ async fn mark_sent_json(
         })
         .collect();
     let json = serde_json::Value::Array(rows).to_string();
+    // The guard (still this run's claim) is one row comparison, which no
+    // index can answer, so each row is found by its primary key. Written as
+    // `state = 'sending' AND claimed_by = $2`, the planner took either for
+    // rare (the statistics were gathered before the send) and walked an
+    // index of every claimed row, joined against the batch row by row:
+    // 40 to 70 ms a batch late in a send.
     query(
         "UPDATE deliveries SET state = 'sent', sent_at = $1, lease_until = NULL, claimed_by = NULL,
              last_code = v.code, last_enhanced_code = v.enhanced, last_reply = v.reply
          FROM jsonb_to_recordset(CAST($3 AS JSONB))
              AS v(id BIGINT, code BIGINT, enhanced TEXT, reply TEXT)
-         WHERE deliveries.id = v.id AND deliveries.state = 'sending'
-           AND deliveries.claimed_by = $2",
+         WHERE deliveries.id = v.id
+           AND (deliveries.state, deliveries.claimed_by) IS NOT DISTINCT FROM ('sending', $2)",
     )
     .bind(now)
     .bind(claimer)
