@@ -658,7 +658,11 @@ fn start_lanes<T: Transport>(
     let mut workers = Vec::new();
     for (relay, route) in relays.routes.iter().enumerate() {
         let concurrency = relays.concurrency_of(relay, options.concurrency);
-        let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(concurrency * 4);
+        // Room for a whole batch: the claimer hands one over at once and
+        // claims the next while the workers send this one, so they never
+        // wait on a claim's round trip and commit.
+        let room = (options.batch_size.max(1) as usize).max(concurrency * 4);
+        let (jobs_tx, jobs_rx) = mpsc::channel::<ClaimedDelivery>(room);
         senders.push(jobs_tx);
         let lane = Lane {
             relay,
