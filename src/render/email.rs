@@ -25,16 +25,25 @@ pub struct RenderedEmail {
     pub text: Personalized,
     /// The HTML part's transfer encoding, done once (see `QuotedPrintable`).
     pub html_encoded: QuotedPrintable,
+    /// The text part's, when quoted-printable suits it: not for text that
+    /// is mostly outside ASCII (Chinese, say), which quoted-printable would
+    /// triple; lettre then picks base64 for each copy.
+    pub text_encoded: Option<QuotedPrintable>,
 }
 
 impl RenderedEmail {
     pub fn new(subject: String, html: Personalized, text: Personalized) -> Self {
         let html_encoded = html.to_quoted_printable();
+        let text_quoted = text.to_quoted_printable();
+        // Base64 makes 4 bytes of every 3.
+        let text_encoded = (text_quoted.literal_len() * 3 <= text.literal_len() * 4)
+            .then_some(text_quoted);
         RenderedEmail {
             subject,
             html,
             text,
             html_encoded,
+            text_encoded,
         }
     }
 }

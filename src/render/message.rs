@@ -51,11 +51,18 @@ pub fn build_message(
         email.html_encoded.fill(recipient),
         ContentTransferEncoding::QuotedPrintable,
     );
+    let text = match &email.text_encoded {
+        Some(encoded) => SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+            Body::dangerous_pre_encoded(
+                encoded.fill(recipient),
+                ContentTransferEncoding::QuotedPrintable,
+            ),
+        ),
+        None => SinglePart::plain(email.text.fill(recipient)),
+    };
     let message = builder.multipart(
         MultiPart::alternative()
-            // The text part is small; lettre picks its encoding (base64 for
-            // Chinese text, which quoted-printable would triple).
-            .singlepart(SinglePart::plain(email.text.fill(recipient)))
+            .singlepart(text)
             .singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_HTML)

@@ -153,6 +153,11 @@ impl Personalized {
         }
     }
 
+    /// The rendered document's length, markers included.
+    pub fn literal_len(&self) -> usize {
+        self.literal_len
+    }
+
     /// The document with markers left in, as rendered (for snapshots).
     pub fn template(&self) -> String {
         let mut out = String::with_capacity(self.literal_len);
@@ -180,6 +185,17 @@ pub struct QuotedPrintable {
 }
 
 impl QuotedPrintable {
+    /// The bytes of the encoded text around the values.
+    pub fn literal_len(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| match c {
+                EncodedChunk::Literal(bytes) => bytes.len(),
+                EncodedChunk::Slot(_) => 0,
+            })
+            .sum()
+    }
+
     /// One recipient's encoded body.
     pub fn fill(&self, recipient: &Recipient) -> Vec<u8> {
         let size: usize = self
