@@ -5,13 +5,18 @@
 #
 #   bash bench/pg_cpu.sh                                  # release build, 50,000
 #   N=20000 HERALD=target/debug/herald bash bench/pg_cpu.sh
+#   PROCS=3 bash bench/pg_cpu.sh                          # three senders, one campaign
 #
 # Needs Postfix's smtp-sink and the machine's PostgreSQL (trust auth).
 # PostgreSQL's CPU counts every backend, so run it with no other database
 # work going on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-50000}; PORT=25299; PGURL=postgres://root@127.0.0.1:5432
+N=${N:-50000}; PROCS=${PROCS:-1}; PORT=25299; PGURL=postgres://root@127.0.0.1:5432
+if ! command -v smtp-sink >/dev/null || [ ! -x /usr/bin/time ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q postfix time >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q postfix time >/dev/null; }
+fi
 [ -n "${HERALD:-}" ] || cargo build --release --quiet
 HERALD=${HERALD:-target/release/herald}
 W=$(mktemp -d); db=herald_prof_$$
@@ -41,7 +46,12 @@ pgsample() { while :; do for p in $(pgrep -x postgres); do echo "$p $(awk '{prin
 pgsample > $W/pg0 & SAMP=$!; sleep 0.5
 w0=$(psql -qtA "$PGURL/$db" -c "SELECT pg_current_wal_lsn()")
 p0=$(pgcpu); s0=$(sinkcpu); t0=$(date +%s.%N)
-${PERF:-} /usr/bin/time -f "herald user %U sys %S wall %e" $HERALD --config $W/herald.toml -q send examples/issues/vol-002.md >/dev/null
+senders=()
+for _ in $(seq "$PROCS"); do
+    ${PERF:-} /usr/bin/time -f "herald user %U sys %S wall %e" $HERALD --config $W/herald.toml -q send examples/issues/vol-002.md >/dev/null &
+    senders+=($!)
+done
+wait "${senders[@]}"
 t1=$(date +%s.%N); s1=$(sinkcpu); kill $SAMP
 p1=$(awk 'NF==2 {if ($2>m[$1]) m[$1]=$2} END {for (k in m) s+=m[k]; print s}' $W/pg0)
 p0=$(awk -v p0=$p0 'BEGIN{print p0}')

@@ -8,6 +8,8 @@
 #   bash bench/postgres.sh                        # 100,000 and 1,000,000
 #   N=20000 BIG=200000 bash bench/postgres.sh     # a quicker look
 #   ONLY_BIG=1 bash bench/postgres.sh             # only the 1,000,000 part
+#   ONLY_SEND=1 bash bench/postgres.sh            # only the send rates
+#   RESULTS=/dev/null bash bench/postgres.sh      # a trial, not recorded
 #
 # Needs the machine's PostgreSQL (PGURL, default the local server with
 # trust authentication). Results are appended to bench/RESULTS.md.
@@ -155,6 +157,7 @@ RATIO_1=$(python3 -c "print(round($ONE / $SOURCE_1, 2))")
 RATIO_3=$(python3 -c "print(round($THREE / $SOURCE_3, 2))")
 fi
 
+if [ -z "${ONLY_SEND:-}" ]; then
 # The big campaign: snapshot time is the campaign's creation to its first
 # claim (the snapshot commits in between); the send is then interrupted.
 big_send() { # dir -> peak KB
@@ -195,6 +198,7 @@ print(snapshot, rows, size // rows)
 PY
 )
 echo "snapshot $SQ_SNAPSHOT_MS ms for $SQ_ROWS rows, $SQ_BYTES bytes/row, peak RSS $((SQ_KB / 1024)) MB"
+fi
 
 {
     echo
@@ -208,11 +212,13 @@ echo "snapshot $SQ_SNAPSHOT_MS ms for $SQ_ROWS rows, $SQ_BYTES bytes/row, peak R
         echo "| 1 process, $N recipients, all recorded | $ONE msg/s = $RATIO_1 of smtp-source ($SOURCE_1 msg/s) | ≥ 0.75 |"
         echo "| 3 processes, one campaign, $N recipients, all recorded | $THREE msg/s = $RATIO_3 of smtp-source ($SOURCE_3 msg/s) | ≥ 0.9 |"
     fi
+    if [ -z "${ONLY_SEND:-}" ]; then
     echo "| snapshot of $BIG recipients, PostgreSQL | $PG_SNAPSHOT_MS ms | < 10 s |"
     echo "| snapshot of $BIG recipients, SQLite | $SQ_SNAPSHOT_MS ms | < 10 s |"
     echo "| bytes per delivery row (table and indexes), PostgreSQL | $PG_BYTES | (reported) |"
     echo "| bytes per delivery row (table and indexes), SQLite | $SQ_BYTES | (reported) |"
     echo "| peak RSS sending $BIG for ${BIG_SEND_SECS} s, PostgreSQL | $((PG_KB / 1024)) MB | < 50 MB |"
     echo "| peak RSS sending $BIG for ${BIG_SEND_SECS} s, SQLite | $((SQ_KB / 1024)) MB | < 50 MB |"
-} >>bench/RESULTS.md
-echo "appended to bench/RESULTS.md"
+    fi
+} >>"${RESULTS:-bench/RESULTS.md}"
+echo "appended to ${RESULTS:-bench/RESULTS.md}"
