@@ -36,8 +36,8 @@ impl RenderedEmail {
         let html_encoded = html.to_quoted_printable();
         let text_quoted = text.to_quoted_printable();
         // Base64 makes 4 bytes of every 3.
-        let text_encoded = (text_quoted.literal_len() * 3 <= text.literal_len() * 4)
-            .then_some(text_quoted);
+        let text_encoded =
+            (text_quoted.literal_len() * 3 <= text.literal_len() * 4).then_some(text_quoted);
         RenderedEmail {
             subject,
             html,

@@ -51,23 +51,22 @@ pub fn build_message(
         email.html_encoded.fill(recipient),
         ContentTransferEncoding::QuotedPrintable,
     );
-    let text = match &email.text_encoded {
-        Some(encoded) => SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
-            Body::dangerous_pre_encoded(
-                encoded.fill(recipient),
-                ContentTransferEncoding::QuotedPrintable,
+    let text =
+        match &email.text_encoded {
+            Some(encoded) => SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+                Body::dangerous_pre_encoded(
+                    encoded.fill(recipient),
+                    ContentTransferEncoding::QuotedPrintable,
+                ),
             ),
-        ),
-        None => SinglePart::plain(email.text.fill(recipient)),
-    };
+            None => SinglePart::plain(email.text.fill(recipient)),
+        };
     let message = builder.multipart(
-        MultiPart::alternative()
-            .singlepart(text)
-            .singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(html),
-            ),
+        MultiPart::alternative().singlepart(text).singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_HTML)
+                .body(html),
+        ),
     )?;
     Ok(message)
 }
