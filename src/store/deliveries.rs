@@ -111,6 +111,14 @@ pub async fn claim_due_deliveries(
     Ok(claimed)
 }
 
+/// What a claim sets on each row it takes, and gives back.
+const CLAIM_SET: &str = "UPDATE deliveries
+    SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
+        first_attempt_at = COALESCE(first_attempt_at, $1)";
+const CLAIM_RETURNING: &str =
+    "RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id";
+const TRANSACTIONAL: &str = "d.campaign_id IS NULL AND $4 IS NULL";
+
 /// SQLite has one writer at a time and no row locks; its planner walks
 /// `deliveries_by_campaign_sent_at` for this as it is.
 fn sqlite_claim(queue: Queue) -> String {
@@ -118,19 +126,17 @@ fn sqlite_claim(queue: Queue) -> String {
         Queue::Campaign(_) => {
             "d.campaign_id = $4 AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.state = 'active')"
         }
-        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+        Queue::Transactional => TRANSACTIONAL,
     };
     format!(
-        "UPDATE deliveries
-         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
-             first_attempt_at = COALESCE(first_attempt_at, $1)
+        "{CLAIM_SET}
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE {filter}
                AND ((d.state IN ('queued', 'deferred') AND d.next_attempt_at <= $1)
                     OR (d.state = 'sending' AND d.lease_until < $1))
              LIMIT $3)
-         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+         {CLAIM_RETURNING}"
     )
 }
 
@@ -151,12 +157,10 @@ fn postgres_claim(queue: Queue) -> String {
         Queue::Campaign(_) => {
             "d.campaign_id = $4 AND (SELECT s.state FROM subscribers s WHERE s.id = d.subscriber_id) = 'active'"
         }
-        Queue::Transactional => "d.campaign_id IS NULL AND $4 IS NULL",
+        Queue::Transactional => TRANSACTIONAL,
     };
     format!(
-        "UPDATE deliveries
-         SET state = 'sending', lease_until = $2, claimed_by = $5, attempts = attempts + 1,
-             first_attempt_at = COALESCE(first_attempt_at, $1)
+        "{CLAIM_SET}
          WHERE id = ANY(ARRAY(
              SELECT d.id FROM deliveries d
              WHERE {filter}
@@ -164,7 +168,7 @@ fn postgres_claim(queue: Queue) -> String {
                AND CASE WHEN d.state = 'sending' THEN d.lease_until < $1
                         ELSE d.next_attempt_at <= $1 END
              LIMIT $3 FOR UPDATE OF d SKIP LOCKED))
-         RETURNING id, kind, subscriber_id, recipient, payload, attempts, first_attempt_at, message_id"
+         {CLAIM_RETURNING}"
     )
 }
 
