@@ -43,9 +43,9 @@ pub fn send_options(settings: &Settings, args: &SendArgs) -> SendOptions {
 pub fn run(settings: &Settings, args: &SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     // One thread does the work of an unsigned send (about 80 µs of CPU a
     // message) with a third less CPU than a pool, whose threads wake each
-    // other at every reply (bench/RESULTS.md, "PostgreSQL, claims and commits"). RSA
-    // signing costs about a millisecond a message, so a DKIM-signed send
-    // spreads over the cores.
+    // other at every reply (bench/RESULTS.md, "PostgreSQL, claims and
+    // commits"). RSA signing costs about a millisecond a message, so a
+    // DKIM-signed send spreads over the cores.
     let mut builder = if settings.send.dkim_key_file.is_some() {
         tokio::runtime::Builder::new_multi_thread()
     } else {
