@@ -187,26 +187,22 @@ pub struct QuotedPrintable {
 impl QuotedPrintable {
     /// The bytes of the encoded text around the values.
     pub fn literal_len(&self) -> usize {
+        self.literals_and_slots().0
+    }
+
+    fn literals_and_slots(&self) -> (usize, usize) {
         self.chunks
             .iter()
-            .map(|c| match c {
-                EncodedChunk::Literal(bytes) => bytes.len(),
-                EncodedChunk::Slot(_) => 0,
+            .fold((0, 0), |(bytes, slots), chunk| match chunk {
+                EncodedChunk::Literal(literal) => (bytes + literal.len(), slots),
+                EncodedChunk::Slot(_) => (bytes, slots + 1),
             })
-            .sum()
     }
 
     /// One recipient's encoded body.
     pub fn fill(&self, recipient: &Recipient) -> Vec<u8> {
-        let size: usize = self
-            .chunks
-            .iter()
-            .map(|c| match c {
-                EncodedChunk::Literal(bytes) => bytes.len(),
-                EncodedChunk::Slot(_) => 200,
-            })
-            .sum();
-        let mut out = Vec::with_capacity(size);
+        let (literals, slots) = self.literals_and_slots();
+        let mut out = Vec::with_capacity(literals + 200 * slots);
         for chunk in &self.chunks {
             match chunk {
                 EncodedChunk::Literal(bytes) => out.extend_from_slice(bytes),
