@@ -715,8 +715,23 @@ async fn record_loop(
 ) -> anyhow::Result<()> {
     let mut window = FailureWindow::new(options.failure_window.max(1), options.failure_threshold);
     let mut buffer = Vec::new();
+    // The window sees each outcome as it arrives, before the gathering
+    // and the (slower) database write: otherwise the run would keep
+    // failing for a whole gathering window, or a remote database's round
+    // trip, after the threshold is crossed.
+    let mut observe = |result: AttemptResult, buffer: &mut Vec<AttemptResult>| {
+        let ok = match result.attempt {
+            Attempt::Sent(_) => Some(true),
+            Attempt::Failed { .. } => Some(false),
+            Attempt::Released => None,
+        };
+        if let Some(reason) = ok.and_then(|ok| window.push(ok)) {
+            state.stop_with(RunEnd::Paused(reason));
+        }
+        buffer.push(result);
+    };
     while let Some(first) = results_rx.recv().await {
-        buffer.push(first);
+        observe(first, &mut buffer);
         // Gather what else is ready, up to a bounded batch, so one commit
         // covers many messages without delaying any for long. Each commit
         // costs the database a statement, its counter triggers and a WAL
@@ -725,22 +740,8 @@ async fn record_loop(
         let deadline = tokio::time::Instant::now() + RECORD_WINDOW;
         while buffer.len() < RECORD_BATCH {
             match tokio::time::timeout_at(deadline, results_rx.recv()).await {
-                Ok(Some(result)) => buffer.push(result),
+                Ok(Some(result)) => observe(result, &mut buffer),
                 _ => break,
-            }
-        }
-        // The window sees each outcome as it arrives, before the (slower)
-        // database write: on a remote database the run would otherwise
-        // keep failing for a whole round trip after the threshold is
-        // crossed.
-        for result in &buffer {
-            let ok = match result.attempt {
-                Attempt::Sent(_) => true,
-                Attempt::Failed { .. } => false,
-                Attempt::Released => continue,
-            };
-            if let Some(reason) = window.push(ok) {
-                state.stop_with(RunEnd::Paused(reason));
             }
         }
         let started = std::time::Instant::now();
